@@ -1,0 +1,31 @@
+# dfocus: `make run` (the whole graph on the simulated array) and `make test` (the whole suite).
+# Both set up .venv by themselves; re-running is fast when nothing changed.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+ONCE ?=
+PYTEST_ARGS ?=
+
+.PHONY: setup run test lint bench train soak clean
+
+setup:
+	@scripts/setup_env.sh
+
+run: setup
+	$(BIN)/dfocus run $(if $(ONCE),--once)
+
+test: setup lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check src test
+	$(BIN)/mypy
+
+bench: setup
+	$(BIN)/dfocus bench
+
+train: setup
+	$(BIN)/dfocus train
+
+clean:
+	rm -rf out build install log src/dfocus_interfaces/build

@@ -1,0 +1,1 @@
+"""The dfocus command line, YAML launch runner, Foxglove bridge and benchmarks."""

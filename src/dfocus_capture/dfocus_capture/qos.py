@@ -1,0 +1,40 @@
+"""QoS profiles shared by every dfocus node, so that publishers and subscribers always match.
+
+Drivers stream with sensor-data QoS (best effort, keep last 5): a late frame is worthless.
+Whatever must not be lost (bursts, depth of a burst, refocus results) is reliable; the burst and
+its depth are also transient-local so that a node started late still gets the latest one.
+"""
+
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
+
+SENSOR = qos_profile_sensor_data
+
+# capture/sequence, depth/*: the latest burst and its products, delivered to late joiners.
+LATCHED = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
+
+# Results and live streams that must arrive in order (refocus/image, actuators/state).
+RELIABLE = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=10,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+)
+
+# Live preview requests: only the newest focal plane matters.
+LATEST = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+)

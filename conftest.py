@@ -106,7 +106,9 @@ class NodeProcesses:
         self.procs.append(proc)
         return proc
 
-    def python(self, code_or_module: str, *args: str, name: str = "proc", module: bool = True) -> subprocess.Popen[bytes]:
+    def python(
+        self, code_or_module: str, *args: str, name: str = "proc", module: bool = True
+    ) -> subprocess.Popen[bytes]:
         head = ["-m", code_or_module] if module else ["-c", code_or_module]
         return self.start([sys.executable, *head, *args], name=name)
 

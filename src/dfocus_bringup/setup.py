@@ -21,5 +21,8 @@ setup(
     maintainer_email="dfocus@example.org",
     description="The dfocus command line, YAML launch runner, Foxglove bridge and benchmarks.",
     license="Apache-2.0",
-    entry_points={"console_scripts": ["dfocus = dfocus_bringup.cli:main"] + [f"{exe} = {mod}:main" for exe, mod in NODES.items()]},
+    entry_points={
+        "console_scripts": ["dfocus = dfocus_bringup.cli:main"]
+        + [f"{exe} = {mod}:main" for exe, mod in NODES.items()]
+    },
 )

@@ -19,7 +19,10 @@ setup(
     zip_safe=True,
     maintainer="dfocus developers",
     maintainer_email="dfocus@example.org",
-    description="Camera array (sim, folder, v4l2), IMU, micro-actuators, Dynamic Focus burst sequencer and rosbag2 record/replay for dfocus.",
+    description=(
+        "Camera array (sim, folder, v4l2), IMU, micro-actuators, Dynamic Focus burst sequencer"
+        " and rosbag2 record/replay for dfocus."
+    ),
     license="Apache-2.0",
     entry_points={"console_scripts": [f"{exe} = {mod}:main" for exe, mod in NODES.items()]},
 )

@@ -19,7 +19,9 @@ setup(
     zip_safe=True,
     maintainer="dfocus developers",
     maintainer_email="dfocus@example.org",
-    description="Multi-view depth CNN (trained here), depth node, point clouds and 3D model export for dfocus.",
+    description=(
+        "Multi-view depth CNN (trained here), depth node, point clouds and 3D model export for dfocus."
+    ),
     license="Apache-2.0",
     entry_points={"console_scripts": [f"{exe} = {mod}:main" for exe, mod in NODES.items()]},
 )

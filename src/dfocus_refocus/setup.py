@@ -19,7 +19,9 @@ setup(
     zip_safe=True,
     maintainer="dfocus developers",
     maintainer_email="dfocus@example.org",
-    description="Registration, all-in-focus fusion, thin-lens bokeh, refocus action, live preview and web UI for dfocus.",
+    description=(
+        "Registration, all-in-focus fusion, thin-lens bokeh, refocus action, live preview and web UI for dfocus."
+    ),
     license="Apache-2.0",
     entry_points={"console_scripts": [f"{exe} = {mod}:main" for exe, mod in NODES.items()]},
 )

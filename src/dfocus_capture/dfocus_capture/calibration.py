@@ -312,10 +312,7 @@ def parse_middlebury_calib(text: str, source: str = "calib.txt") -> ArrayCalibra
         raise CalibrationError(f"{source}: {exc}") from exc
     if baseline_m <= 0:
         raise CalibrationError(f"{source}: baseline must be positive")
-    optics = dict(_MB_OPTICS)
-    for key in optics:
-        if key in values:
-            optics[key] = float(values[key])
+    optics = {k: float(values.get(k, v)) for k, v in _MB_OPTICS.items()}
     fx = float(mats[0][0, 0])
     pixel_um = float(values["pixel_size_um"]) if "pixel_size_um" in values else optics["focal_length_mm"] / fx * 1e3
     cams = []
@@ -331,8 +328,10 @@ def parse_middlebury_calib(text: str, source: str = "calib.txt") -> ArrayCalibra
                 D=np.zeros(5),
                 T_ref_cam=T,
                 pixel_size_um=pixel_um,
+                focus_distance_m=optics["focus_distance_m"],
+                focal_length_mm=optics["focal_length_mm"],
+                f_number=optics["f_number"],
                 extra={"doffs": float(values.get("doffs", 0.0))},
-                **optics,
             )
         )
     return ArrayCalibration(reference_camera="cam0", cameras=tuple(cams), source=source)

@@ -87,8 +87,8 @@ def msg_to_image(msg: Image) -> np.ndarray:
             f"data has {len(msg.data)} bytes, {msg.width}x{msg.height} {msg.encoding} with step "
             f"{msg.step} needs {msg.step * msg.height}"
         )
-    buf = np.frombuffer(msg.data, dtype=np.uint8, count=msg.step * msg.height).reshape(msg.height, msg.step)
-    buf = buf[:, :row]
+    rows = np.frombuffer(msg.data, dtype=np.uint8, count=msg.step * msg.height).reshape(msg.height, msg.step)
+    buf = rows[:, :row]
     dt = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
     out = buf.view(dt) if buf.flags.c_contiguous or msg.step == row else np.ascontiguousarray(buf).view(dt)
     out = out.reshape(msg.height, msg.width, channels) if channels > 1 else out.reshape(msg.height, msg.width)

@@ -4,7 +4,10 @@ from setuptools import find_packages, setup
 PACKAGE = "dfocus_capture"
 
 # Executables: name -> module with a main(args=None). Keep in sync with the README's node table.
-NODES: dict[str, str] = {}
+NODES: dict[str, str] = {
+    "bag_recorder": "dfocus_capture.bag_recorder_node",
+    "bag_player": "dfocus_capture.bag_player_node",
+}
 
 setup(
     name=PACKAGE,

@@ -10,12 +10,13 @@ so the bag carries their full definitions and any rosbag2 / mcap reader can deco
 from __future__ import annotations
 
 import fnmatch
+import importlib
 import os
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from rosbags.interfaces import (
     ConnectionExtRosbag2,
@@ -117,6 +118,17 @@ def make_typestore() -> Typestore:
             store.register(types)
             return store
     raise BagError(f"cannot find the {INTERFACES} message files (looked in {[str(d) for d in interface_dirs()]})")
+
+
+def message_class(msgtype: str) -> Any:
+    """'pkg/msg/Type' -> its generated Python class (needs the package installed, not rclpy)."""
+    parts = msgtype.split("/")
+    if len(parts) != 3:
+        raise BagError(f"message type must look like pkg/msg/Type, got {msgtype!r}")
+    try:
+        return getattr(importlib.import_module(f"{parts[0]}.{parts[1]}"), parts[2])
+    except (ImportError, AttributeError) as exc:
+        raise BagError(f"message type {msgtype} is not installed: {exc}") from exc
 
 
 def resolve_topic(pattern: str, namespace: str) -> str:

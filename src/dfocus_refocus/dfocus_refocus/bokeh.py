@@ -1,0 +1,154 @@
+"""Occlusion-aware thin-lens bokeh on an all-in-focus image, layered by depth.
+
+The signed circle of confusion (negative in front of the sharp range, positive behind) is sliced
+into layers at geometrically spaced blur diameters; each pixel belongs to its two nearest layers
+with linear weights (no banding). Every layer is premultiplied by its coverage, blurred with a
+disc (so highlights in linear light become discs) and composited with the "over" operator:
+background layers far to near, then the sharp layer, then the foreground layers over everything.
+So a defocused foreground spills over whatever is behind it, while background blur never crosses a
+sharp foreground (it is composited underneath). Dividing by the accumulated coverage removes the
+dark fringes of holes that occluders leave in a layer.
+
+Speed: a layer of blur d is rendered at scale min(1, max_kernel_px / d), so every disc is at most
+`max_kernel_px` wide where it is computed; the far-to-near (and camera-to-focus) compositing order
+visits coarse layers first, so accumulators are only upsampled, never downsampled.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+
+class BokehError(ValueError):
+    """Inputs the renderer cannot use (shape mismatch, non-finite blur)."""
+
+
+@dataclass(frozen=True)
+class BokehParams:
+    layer_ratio: float = 1.5  # blur diameter ratio of consecutive layers
+    first_layer_px: float = 1.0  # the smallest non-zero blur layer
+    max_kernel_px: float | None = 7.0  # None: every layer at full resolution (reference quality)
+
+
+@lru_cache(maxsize=256)
+def disc_kernel(diameter: float) -> np.ndarray:
+    """A normalized disc of `diameter` pixels with an anti-aliased rim."""
+    r = max(diameter, 1e-3) / 2.0
+    half = max(0, math.ceil(r - 0.5))
+    y, x = np.mgrid[-half : half + 1, -half : half + 1].astype(np.float32)
+    k = np.clip(r + 0.5 - np.hypot(x, y), 0.0, 1.0)
+    k /= k.sum()
+    return np.asarray(k, dtype=np.float32)
+
+
+def blur_levels(max_abs_coc: float, params: BokehParams) -> list[float]:
+    """Signed layer diameters, ascending: nearest-to-camera (most negative) .. farthest."""
+    levels = [params.first_layer_px]
+    while levels[-1] < max_abs_coc:
+        levels.append(levels[-1] * params.layer_ratio)
+    return [-v for v in reversed(levels)] + [0.0] + levels
+
+
+def _octave(diameter: float, params: BokehParams) -> int:
+    """Power-of-two downsampling exponent at which a disc of `diameter` is rendered."""
+    if params.max_kernel_px is None or diameter <= params.max_kernel_px:
+        return 0
+    return math.ceil(math.log2(diameter / params.max_kernel_px))
+
+
+def _layer_premultiplied(image: np.ndarray, pos: np.ndarray, j: int) -> np.ndarray:
+    """Layer j as HxWx4 premultiplied RGBA (coverage = hat function of the fractional layer index)."""
+    a = np.subtract(1.0, np.abs(pos - np.float32(j)), dtype=np.float32)
+    np.maximum(a, 0.0, out=a)
+    out = np.empty((*pos.shape, 4), np.float32)
+    np.multiply(image, a[:, :, None], out=out[:, :, :3])
+    out[:, :, 3] = a
+    return out
+
+
+def _span(lo: np.ndarray, hi: np.ndarray, j: int) -> tuple[int, int] | None:
+    """Index range of rows (or columns) whose fractional layer index touches layer j."""
+    idx = np.flatnonzero((lo < j + 1) & (hi > j - 1))
+    return None if idx.size == 0 else (int(idx[0]), int(idx[-1]) + 1)
+
+
+class _Accumulator:
+    """A premultiplied RGBA image, kept at the coarsest octave visited so far (only ever refined)."""
+
+    def __init__(self, height: int, width: int) -> None:
+        self.h, self.w = height, width
+        self.octave = -1
+        self.data: np.ndarray = np.zeros((0, 0, 4), np.float32)
+
+    def at(self, octave: int) -> np.ndarray:
+        if self.octave < 0:
+            self.data = np.zeros((self.h >> octave, self.w >> octave, 4), np.float32)
+        while self.octave > octave:
+            self.octave -= 1
+            size = (self.w >> self.octave, self.h >> self.octave)
+            self.data = np.asarray(cv2.resize(self.data, size, interpolation=cv2.INTER_LINEAR), dtype=np.float32)
+        self.octave = octave
+        return self.data
+
+
+def render_bokeh(linear: np.ndarray, coc_signed: np.ndarray, params: BokehParams = BokehParams()) -> np.ndarray:
+    """Refocused float32 linear RGB from an all-in-focus linear image and a signed CoC map (px)."""
+    if linear.ndim != 3 or linear.shape[2] != 3 or coc_signed.shape != linear.shape[:2]:
+        raise BokehError(f"image {linear.shape} and blur map {coc_signed.shape} do not match")
+    coc = np.asarray(coc_signed, dtype=np.float32)
+    if not np.isfinite(coc).all():
+        raise BokehError("the blur map contains NaN or infinity")
+    max_abs = float(np.abs(coc).max()) if coc.size else 0.0
+    if max_abs < 0.5 * params.first_layer_px:
+        return np.array(linear, dtype=np.float32)
+    levels = blur_levels(max_abs, params)
+    zero = levels.index(0.0)
+    # Pad to a multiple of the coarsest octave so that every octave's pixel grid nests exactly.
+    h, w = coc.shape
+    unit = 1 << _octave(abs(levels[0]), params)
+    ph, pw = -h % unit, -w % unit
+    image = np.asarray(cv2.copyMakeBorder(np.asarray(linear, np.float32), 0, ph, 0, pw, cv2.BORDER_REFLECT))
+    pos = np.interp(coc, levels, np.arange(len(levels), dtype=np.float32)).astype(np.float32)
+    pos = np.asarray(cv2.copyMakeBorder(pos, 0, ph, 0, pw, cv2.BORDER_REFLECT))
+    H, W = pos.shape
+    row_lo, row_hi, col_lo, col_hi = pos.min(axis=1), pos.max(axis=1), pos.min(axis=0), pos.max(axis=0)
+
+    def composite(order: list[int], over: bool) -> np.ndarray | None:
+        acc = _Accumulator(H, W)
+        for j in order:
+            rows, cols = _span(row_lo, row_hi, j), _span(col_lo, col_hi, j)
+            if rows is None or cols is None:
+                continue
+            d = abs(levels[j])
+            k = _octave(d, params)
+            f = 1 << k
+            m = math.ceil(d / (2 * f)) + 1  # blur reach in octave pixels
+            y0, y1 = max(0, rows[0] // f - m), min(H // f, -(-rows[1] // f) + m)
+            x0, x1 = max(0, cols[0] // f - m), min(W // f, -(-cols[1] // f) + m)
+            win = (slice(y0 * f, y1 * f), slice(x0 * f, x1 * f))
+            layer = _layer_premultiplied(image[win], pos[win], j)
+            if f > 1:
+                layer = np.asarray(cv2.resize(layer, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA), np.float32)
+            blurred = cv2.filter2D(layer, -1, disc_kernel(d / f), borderType=cv2.BORDER_REFLECT)
+            roi = acc.at(k)[y0:y1, x0:x1]
+            if over:  # the new (nearer) layer goes over the accumulated farther ones
+                roi *= 1.0 - blurred[:, :, 3:4]
+                roi += blurred
+            else:  # the new (farther) layer goes under the accumulated nearer ones
+                roi += (1.0 - roi[:, :, 3:4]) * blurred
+        return None if acc.octave < 0 else acc.at(0)
+
+    back = composite(list(range(len(levels) - 1, zero, -1)), over=True)
+    front = composite(list(range(zero)), over=False)
+    result = _layer_premultiplied(image, pos, zero)
+    if back is not None:
+        result += (1.0 - result[:, :, 3:4]) * back
+    if front is not None:
+        result = front + (1.0 - front[:, :, 3:4]) * result
+    coverage = np.maximum(result[:h, :w, 3:4], 1e-6)
+    return np.asarray(result[:h, :w, :3] / coverage, dtype=np.float32)

@@ -1,0 +1,84 @@
+"""Which /dev/shm files (Fast DDS segments, port locks, semaphores) the processes we started used,
+so that they can be removed after those processes end, crashes included.
+
+Fast DDS names its segments by a random id, not by pid (fastdds_<hex>, fastdds_<hex>_el,
+fastdds_port7411, sem.fastdds_port7411_mutex), so ownership is observed instead: a file counts as
+ours when one of our processes had it mapped or open and it did not exist before we started. It is
+removed only once no live process on the machine maps or holds it (port segments are shared).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+SHM = Path("/dev/shm")
+PREFIXES = ("fastdds_", "fastrtps_", "sem.fastdds_", "sem.fastrtps_")
+
+
+def _is_dds(name: str) -> bool:
+    return name.startswith(PREFIXES)
+
+
+def shm_files_of(pid: int, shm: Path = SHM) -> set[str]:
+    """DDS files under `shm` that process `pid` maps or holds open (empty if it is gone)."""
+    names: set[str] = set()
+    prefix = str(shm) + "/"
+    try:
+        for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+            path = line.split(maxsplit=5)[-1] if line.count(" ") >= 5 else ""
+            if path.startswith(prefix):
+                names.add(path[len(prefix):].removesuffix(" (deleted)"))
+    except OSError:
+        pass
+    try:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = str(fd.readlink())
+            except OSError:
+                continue
+            if target.startswith(prefix):
+                names.add(target[len(prefix):])
+    except OSError:
+        pass
+    return {n for n in names if _is_dds(n)}
+
+
+def _all_pids() -> Iterable[int]:
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            yield int(p.name)
+
+
+class ShmTracker:
+    def __init__(self, shm: Path = SHM) -> None:
+        self.shm = shm
+        self.before = self.listing()
+        self.used: set[str] = set()
+
+    def listing(self) -> set[str]:
+        try:
+            return {p.name for p in self.shm.iterdir() if _is_dds(p.name)}
+        except OSError:
+            return set()
+
+    def observe(self, pids: Iterable[int]) -> None:
+        for pid in pids:
+            self.used |= shm_files_of(pid, self.shm)
+
+    def cleanup(self) -> list[str]:
+        """Remove the files our processes created and nobody uses any more; returns their names."""
+        candidates = (self.used - self.before) & self.listing()
+        if not candidates:
+            return []
+        in_use: set[str] = set()
+        for pid in _all_pids():
+            in_use |= shm_files_of(pid, self.shm)
+        removed = []
+        for name in sorted(candidates - in_use):
+            try:
+                (self.shm / name).unlink()
+                removed.append(name)
+            except OSError:
+                pass
+        return removed

@@ -1,0 +1,56 @@
+"""Every launch file in launch/ evaluates with the dfocus launch runner, for its defaults and its
+variants, and everything it names exists: executables (console scripts of the dfocus packages),
+params files, and a section in each params file that applies to the node it is given to."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dfocus_bringup.launch_file import load_launch
+from dfocus_bringup.launch_runner import check_plan, params_warnings
+
+LAUNCH = Path(__file__).resolve().parents[1] / "launch"
+FILES = sorted(LAUNCH.glob("*.launch.yaml"))
+# Required arguments of each file (those without a default).
+REQUIRED = {
+    "dfocus_folder.launch.yaml": {"folder": "/tmp/bracket", "calibration": "config/camera_array.yaml"},
+    "dfocus_v4l2.launch.yaml": {"calibration": "config/camera_array.yaml"},
+    "dfocus_replay.launch.yaml": {"bag": "/tmp/session"},
+}
+# Every optional node switched on, so that its executable and params are checked too.
+ALL_ON = {"ui": "true", "foxglove": "true", "record": "true"}
+
+
+def test_the_expected_files_are_there() -> None:
+    names = {f.name for f in FILES}
+    assert {"dfocus.launch.yaml", "dfocus_folder.launch.yaml", "dfocus_v4l2.launch.yaml",
+            "dfocus_replay.launch.yaml"} <= names
+
+
+@pytest.mark.parametrize("path", FILES, ids=[f.name for f in FILES])
+def test_launch_file_evaluates_and_names_what_exists(path: Path) -> None:
+    args = REQUIRED.get(path.name, {})
+    plan = load_launch(path, args)
+    declared = set(plan.args)
+    plan = load_launch(path, {**args, **{k: v for k, v in ALL_ON.items() if k in declared}})
+    assert plan.nodes, "launches nothing"
+    for a in plan.args.values():
+        assert a.description, f"argument {a.name} has no description"
+    assert check_plan(plan) == []
+    assert params_warnings(plan) == []
+
+
+def test_full_graph_runs_every_node_in_the_namespace() -> None:
+    plan = load_launch(LAUNCH / "dfocus.launch.yaml", {"foxglove": "true", "record": "true"})
+    by_name = {n.name: n for n in plan.nodes}
+    assert set(by_name) == {"camera_array", "imu", "actuators", "sequencer", "depth", "refocus", "ui",
+                            "foxglove_bridge", "bag_recorder"}
+    assert {n.namespace for n in plan.nodes} == {"/dfocus"}
+    assert ("backend", "sim") in by_name["camera_array"].params
+    assert by_name["camera_array"].respawn and by_name["camera_array"].respawn_delay == 2.0
+    replay = load_launch(LAUNCH / "dfocus_replay.launch.yaml", {"bag": "/tmp/b", "namespace": "lab"})
+    assert {n.name for n in replay.nodes} == {"bag_player", "depth", "refocus"}
+    assert all(("use_sim_time", "true") in n.params for n in replay.nodes if n.name != "bag_player")
+    assert {n.namespace for n in replay.nodes} == {"/lab"}

@@ -1,0 +1,227 @@
+"""The YAML launch runner: the parser on its own (substitutions, conditions, include, groups, errors),
+then `dfocus launch` on a small talker/listener graph across processes: names, namespace, params,
+remaps visible to an rclpy client, respawn after a crash, and shutdown leaving no process and no
+shared-memory file of its children behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dfocus_bringup.launch_file import LaunchFileError, key_matches, load_launch
+from dfocus_bringup.shm_tracker import ShmTracker, shm_files_of
+
+
+def _write(tmp: Path, name: str, text: str) -> Path:
+    path = tmp / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_substitutions_conditions_groups_and_includes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DFOCUS_TEST_RATE", "7")
+    _write(tmp_path, "inner.launch.yaml", """
+        launch:
+        - arg: {name: who, description: "required here"}
+        - node: {pkg: p, exec: e, name: "inner_$(var who)", namespace: sub}
+        """)
+    main = _write(tmp_path, "main.launch.yaml", """
+        launch:
+        - arg: {name: flag, default: "true", description: d}
+        - arg: {name: ns, default: top, description: d}
+        - let: {name: derived, value: "x_$(var ns)"}
+        - set_env: {name: DFOCUS_TEST_SET, value: "$(var derived)"}
+        - node:
+            pkg: p
+            exec: e
+            name: a
+            if: $(var flag)
+            param:
+            - {from: "$(dirname)/params.yaml"}
+            - {name: rate, value: "$(env DFOCUS_TEST_RATE)"}
+            - {name: missing, value: "$(env DFOCUS_NOT_SET fallback)"}
+            - {name: list, value: [1, 2]}
+            remap: [{from: in, to: "/abs/$(var derived)"}]
+        - node: {pkg: p, exec: e, name: b, unless: $(var flag)}
+        - group:
+          - push-ros-namespace: {namespace: "$(var ns)"}
+          - include: {file: inner.launch.yaml, arg: [{name: who, value: "$(var derived)"}]}
+        - group:
+            scoped: false
+            children:
+            - push_ros_namespace: {namespace: /abs}
+        - node: {pkg: p, exec: e, name: c}
+        """)
+    plan = load_launch(main, {"ns": "lab"})
+    assert [n.name for n in plan.nodes] == ["a", "inner_x_lab", "c"]
+    a, inner, c = plan.nodes
+    assert a.namespace == "/" and inner.namespace == "/lab/sub" and c.namespace == "/abs"
+    assert a.params_files == [str(tmp_path / "params.yaml")]
+    assert a.params == [("rate", "7"), ("missing", "fallback"), ("list", "[1, 2]")]
+    assert a.ros_arguments() == ["--ros-args", "-r", "__node:=a", "--params-file", str(tmp_path / "params.yaml"),
+                                 "-p", "rate:=7", "-p", "missing:=fallback", "-p", "list:=[1, 2]",
+                                 "-r", "in:=/abs/x_lab"]
+    assert plan.env == {"DFOCUS_TEST_SET": "x_lab"}
+    assert [n.name for n in load_launch(main, {"flag": "false"}).nodes] == ["b", "inner_x_top", "c"]
+
+
+@pytest.mark.parametrize(
+    ("text", "args", "reason"),
+    [
+        ("- nodes: {pkg: p, exec: e}", {}, "unknown tag 'nodes'"),
+        ("- node: {pkg: p, exec: e, colour: red}", {}, r"unknown attribute\(s\) \['colour'\]"),
+        ("- node: {pkg: p, exec: e, param: [{name: a, value: 1, type: int}]}", {}, "unknown attribute"),
+        ("- node: {exec: e}", {}, "node needs `pkg`"),
+        ("- node: {pkg: p, exec: e, name: $(var nope)}", {}, r"\$\(var nope\) is not set"),
+        ("- node: {pkg: p, exec: e, name: $(eval 1)}", {}, "unsupported substitution"),
+        ("- node: {pkg: p, exec: e, if: maybe}", {}, "expected true/false"),
+        ("- arg: {name: x}", {}, "'x' is required"),
+        ("- arg: {name: x, default: a, choice: [{value: a}]}", {"x": "b"}, "not one of"),
+        ("- arg: {name: x, default: a}", {"y": "b"}, r"unknown launch argument\(s\) \['y'\]"),
+        ("- include: {file: nowhere.launch.yaml}", {}, "cannot read launch file"),
+    ],
+)
+def test_bad_files_are_errors(tmp_path: Path, text: str, args: dict[str, str], reason: str) -> None:
+    path = _write(tmp_path, "bad.launch.yaml", "launch:\n" + text + "\n")
+    with pytest.raises(LaunchFileError, match=reason):
+        load_launch(path, args)
+
+
+def test_params_file_key_matching() -> None:
+    assert key_matches("/**/depth", "/dfocus/depth") and key_matches("/**/depth", "/depth")
+    assert key_matches("/dfocus/depth", "/dfocus/depth") and key_matches("/dfocus/*", "/dfocus/depth")
+    assert not key_matches("/depth", "/dfocus/depth")  # a bare `depth:` key misses namespaced nodes
+
+
+def test_cli_exit_codes(tmp_path: Path) -> None:
+    bad = _write(tmp_path, "bad.launch.yaml", "launch:\n- nodez: {}\n")
+    run = subprocess.run([sys.executable, "-m", "dfocus_bringup.cli", "launch", str(bad)], capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 2 and "unknown tag 'nodez'" in run.stderr
+    missing = _write(tmp_path, "m.launch.yaml", "launch:\n- node: {pkg: dfocus_capture, exec: no_such_node}\n")
+    run = subprocess.run([sys.executable, "-m", "dfocus_bringup.cli", "launch", str(missing)], capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 2 and "'no_such_node' of package 'dfocus_capture' not found" in run.stderr
+
+
+TALKER = """#!{python}
+import signal, sys
+import rclpy
+from std_msgs.msg import String
+rclpy.init()
+node = rclpy.create_node("talker_default_name")
+if node.declare_parameter("ignore_signals", False).value:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+text = node.declare_parameter("greeting", "unset").value + "/" + node.declare_parameter("suffix", "unset").value
+pub = node.create_publisher(String, "chatter", 10)
+node.create_timer(0.1, lambda: pub.publish(String(data=text)))
+try:
+    rclpy.spin(node)
+except BaseException:
+    pass
+"""
+
+
+@pytest.fixture
+def prefix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An install prefix with lib/demo_pkg/talker, found through AMENT_PREFIX_PATH like colcon's."""
+    exe = tmp_path / "prefix" / "lib" / "demo_pkg" / "talker"
+    exe.parent.mkdir(parents=True)
+    exe.write_text(TALKER.format(python=sys.executable))
+    exe.chmod(0o755)
+    paths = [str(tmp_path / "prefix"), *filter(None, os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep))]
+    monkeypatch.setenv("AMENT_PREFIX_PATH", os.pathsep.join(paths))
+    return tmp_path / "prefix"
+
+
+def _pids(log: str, label: str) -> list[int]:
+    return [int(p) for p in re.findall(rf"\[INFO\] {label}: started, pid (\d+)", log)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie waiting for its parent is gone for our purpose.
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+@pytest.mark.ros
+def test_runner_starts_processes_respawns_and_cleans_up(
+    tmp_path: Path, prefix: Path, node_processes: Any, wait: Any, rclpy_context: Any, spin: Any
+) -> None:
+    import rclpy
+    from std_msgs.msg import String
+
+    _write(tmp_path, "talk.yaml", """
+        /**/talker:
+          ros__parameters:
+            greeting: from_file
+        """)
+    launch = _write(tmp_path, "demo.launch.yaml", """
+        launch:
+        - arg: {name: ns, default: demo, description: namespace}
+        - group:
+          - push-ros-namespace: {namespace: $(var ns)}
+          - node:
+              pkg: demo_pkg
+              exec: talker
+              name: talker
+              respawn: true
+              respawn_delay: 0.2
+              param: [{from: "$(dirname)/talk.yaml"}, {name: suffix, value: cli}]
+          - node:
+              pkg: demo_pkg
+              exec: talker
+              name: stubborn
+              param: [{name: ignore_signals, value: true}]
+              remap: [{from: chatter, to: stubborn_chatter}]
+        """)
+    tracker = ShmTracker()
+    runner = node_processes.python("dfocus_bringup.cli", "launch", str(launch), "ns:=t1", name="launch")
+    node = rclpy.create_node("launch_probe", context=rclpy_context)
+    got: list[str] = []
+    node.create_subscription(String, "/t1/chatter", lambda m: got.append(m.data), 10)
+    stubborn: list[str] = []
+    node.create_subscription(String, "/t1/stubborn_chatter", lambda m: stubborn.append(m.data), 10)
+    spin(node)
+    wait(lambda: bool(got) and bool(stubborn), 20, "messages from both launched nodes")
+    assert got[-1] == "from_file/cli" and stubborn[-1] == "unset/unset"
+    names = set(node.get_node_names_and_namespaces())
+    assert {("talker", "/t1"), ("stubborn", "/t1")} <= names
+    log = node_processes.output(runner)
+    (first,) = _pids(log, "talker-1")
+    (stubborn_pid,) = _pids(log, "stubborn-1")
+    assert first != runner.pid != stubborn_pid
+    tracker.observe([first, stubborn_pid])
+    assert tracker.used, "the launched nodes use no Fast DDS shared memory?"
+
+    os.kill(first, signal.SIGKILL)  # a crash: respawned, and its segments are left for the runner
+    wait(lambda: len(_pids(node_processes.output(runner), "talker-1")) == 2, 10, "the talker to respawn")
+    got.clear()
+    wait(lambda: bool(got), 20, "messages from the respawned talker")
+    second = _pids(node_processes.output(runner), "talker-1")[1]
+    tracker.observe([second])
+    ours = (tracker.used - tracker.before) | shm_files_of(second)
+
+    # This process leaves the graph first, so that it maps none of the children's segments any more.
+    rclpy.shutdown(context=rclpy_context)
+    runner.send_signal(signal.SIGINT)
+    assert runner.wait(timeout=10) == 0, node_processes.output(runner)
+    log = node_processes.output(runner)
+    assert "sending SIGTERM" in log and "sending SIGKILL" in log  # `stubborn` ignores both
+    assert not any(_alive(p) for p in (first, second, stubborn_pid))
+    leftover = {n for n in ours if (Path("/dev/shm") / n).exists()}
+    # Only files that some other live process still uses may stay.
+    in_use = set().union(*(shm_files_of(int(p.name)) for p in Path("/proc").iterdir() if p.name.isdigit()))
+    assert leftover <= in_use, f"left behind: {sorted(leftover - in_use)}"

@@ -93,7 +93,7 @@ class StageModel:
 
     def resolve_target(self, target_mm: list[float] | np.ndarray, relative: bool) -> np.ndarray:
         """The absolute target of a request, or ActuatorError with the reason it is refused."""
-        target = np.asarray(target_mm, dtype=np.float64).ravel()
+        target: np.ndarray = np.asarray(target_mm, dtype=np.float64).ravel()
         n = len(self.config.axes)
         if target.size != n:
             raise ActuatorError(f"expected {n} targets (axes {', '.join(self.config.axes)}), got {target.size}")

@@ -1,10 +1,22 @@
 """ament_python package dfocus_bringup: installs with colcon, or with pip into the project venv."""
+import os
+from glob import glob
+
 from setuptools import find_packages, setup
 
 PACKAGE = "dfocus_bringup"
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def workspace_files(*patterns: str) -> list[str]:
+    """Files of the workspace root (launch/, config/), relative to this package as setuptools wants."""
+    return sorted(f for p in patterns for f in glob(os.path.join("..", "..", p), root_dir=HERE))
+
 
 # Executables: name -> module with a main(args=None). Keep in sync with the README's node table.
-NODES: dict[str, str] = {}
+NODES: dict[str, str] = {
+    "foxglove_bridge": "dfocus_bringup.foxglove_bridge_node",
+}
 
 setup(
     name=PACKAGE,
@@ -14,6 +26,9 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
+        # The workspace's launch files and node parameters, where $(find-pkg-share dfocus_bringup) looks.
+        (f"share/{PACKAGE}/launch", workspace_files("launch/*.launch.yaml")),
+        (f"share/{PACKAGE}/config", workspace_files("config/*.yaml", "config/*.xml", "config/*.json", "config/*.rviz")),
     ],
     install_requires=["setuptools"],
     zip_safe=True,

@@ -4,7 +4,9 @@ from setuptools import find_packages, setup
 PACKAGE = "dfocus_refocus"
 
 # Executables: name -> module with a main(args=None). Keep in sync with the README's node table.
-NODES: dict[str, str] = {}
+NODES: dict[str, str] = {
+    "refocus": "dfocus_refocus.refocus_node",
+}
 
 setup(
     name=PACKAGE,

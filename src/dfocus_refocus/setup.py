@@ -6,13 +6,14 @@ PACKAGE = "dfocus_refocus"
 # Executables: name -> module with a main(args=None). Keep in sync with the README's node table.
 NODES: dict[str, str] = {
     "refocus": "dfocus_refocus.refocus_node",
+    "ui": "dfocus_refocus.ui.ui_node",
 }
 
 setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(exclude=["test"]),
-    package_data={PACKAGE: ["py.typed"]},
+    package_data={PACKAGE: ["py.typed"], f"{PACKAGE}.ui": ["static/*"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

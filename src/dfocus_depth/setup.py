@@ -4,13 +4,13 @@ from setuptools import find_packages, setup
 PACKAGE = "dfocus_depth"
 
 # Executables: name -> module with a main(args=None). Keep in sync with the README's node table.
-NODES: dict[str, str] = {}
+NODES: dict[str, str] = {"depth": "dfocus_depth.depth_node"}
 
 setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(exclude=["test"]),
-    package_data={PACKAGE: ["py.typed"]},
+    package_data={PACKAGE: ["py.typed", "weights/*.pt", "weights/*.json"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

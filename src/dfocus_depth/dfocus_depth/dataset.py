@@ -1,0 +1,114 @@
+"""Training and test data from the capture simulator: random camera arrays (2-8 cameras, random
+layouts, baselines and focus), random scenes, rendered once and reused as many view subsets.
+
+A rendered sample keeps every view; `sample_views` then draws a camera count and a subset so one
+render serves several array configurations.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from dfocus_capture.burst import Burst, BurstFrame
+from dfocus_capture.calibration import ArrayCalibration, CameraModel
+
+LAYOUTS = ("line", "cross", "grid", "ring", "scatter")
+MAX_CAMERAS = 8
+
+
+@dataclass
+class SimSample:
+    burst: Burst
+    gt_depth: np.ndarray  # reference camera, HxW metres
+    specular: np.ndarray  # HxW bool
+    textureless: np.ndarray  # HxW bool
+    seed: int
+
+
+def _rotation(rx: float, ry: float, rz: float) -> np.ndarray:
+    cx, sx, cy, sy, cz, sz = math.cos(rx), math.sin(rx), math.cos(ry), math.sin(ry), math.cos(rz), math.sin(rz)
+    Rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    Ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    Rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    return Rz @ Ry @ Rx
+
+
+def layout_offsets(layout: str, count: int, baseline_m: float, rng: np.random.Generator) -> np.ndarray:
+    """count x 2 (x, y) positions in the array plane; the reference (row 0) at the origin."""
+    if layout == "line":
+        pos = [(baseline_m * i, 0.0) for i in range(count)]
+    elif layout == "cross":
+        ring = [(1, 0), (-1, 0), (0, 1), (0, -1), (2, 0), (-2, 0), (0, 2)]
+        pos = [(0.0, 0.0)] + [(baseline_m * a, baseline_m * b) for a, b in ring[: count - 1]]
+    elif layout == "grid":
+        side = math.ceil(math.sqrt(count))
+        pos = [(baseline_m * (i % side), baseline_m * (i // side)) for i in range(count)]
+    elif layout == "ring":
+        pos = [(0.0, 0.0)] + [
+            (baseline_m * math.cos(2 * math.pi * k / (count - 1)), baseline_m * math.sin(2 * math.pi * k / (count - 1)))
+            for k in range(count - 1)
+        ]
+    else:
+        pos = [(0.0, 0.0)] + [tuple(rng.uniform(-1.5, 1.5, 2) * baseline_m) for _ in range(count - 1)]
+    return np.asarray(pos, dtype=np.float64)
+
+
+def random_calibration(rng: np.random.Generator, width: int, height: int, count: int = MAX_CAMERAS) -> ArrayCalibration:
+    """A plausible random array: shared sensor, random layout/baseline, each camera its own focus."""
+    fx = width * rng.uniform(0.9, 1.6)
+    focal_mm = rng.uniform(3.5, 8.0)
+    pixel_um = focal_mm / fx * 1e3
+    f_number = rng.uniform(1.4, 2.8)
+    baseline = rng.uniform(0.012, 0.05)
+    offsets = layout_offsets(str(rng.choice(LAYOUTS)), count, baseline, rng)
+    cams = []
+    for i, (x, y) in enumerate(offsets):
+        T = np.eye(4)
+        if i:
+            T[:3, :3] = _rotation(*rng.normal(0, math.radians(0.7), 3))  # imperfect mounting, calibrated
+            T[:3, 3] = [x, y, rng.normal(0, 0.001)]
+        K = np.array([[fx, 0, (width - 1) / 2 + rng.normal(0, 2)], [0, fx, (height - 1) / 2 + rng.normal(0, 2)],
+                      [0, 0, 1]])
+        cams.append(CameraModel(
+            name=f"cam{i}", width=width, height=height, K=K, D=np.zeros(5), T_ref_cam=T,
+            focus_distance_m=float(math.exp(rng.uniform(math.log(0.3), math.log(6.0)))),
+            focal_length_mm=focal_mm, f_number=f_number, pixel_size_um=pixel_um,
+        ))
+    return ArrayCalibration(reference_camera="cam0", cameras=tuple(cams))
+
+
+def render_sample(seed: int, width: int, height: int) -> SimSample:
+    """One random array and scene from the simulator, every camera, one or two shots."""
+    from dfocus_capture.sim import random_scene, simulate_burst
+
+    rng = np.random.default_rng(seed)
+    cal = random_calibration(rng, width, height)
+    near = rng.uniform(0.3, 1.0)
+    scene = random_scene(seed, near_m=near, far_m=near * rng.uniform(4, 20))
+    sb = simulate_burst(
+        cal, seed, num_shots=int(rng.integers(1, 3)), hand_held=bool(rng.random() < 0.3),
+        focus_mode=int(rng.random() < 0.3), noise=True, scene=scene,
+    )
+    return SimSample(sb.burst, sb.gt_depth.astype(np.float32), sb.specular_mask, sb.textureless_mask, seed)
+
+
+def subset_burst(burst: Burst, cameras: list[int]) -> Burst:
+    """The burst restricted to some cameras (the reference, index 0 of `cameras`, first)."""
+    frames = []
+    for shot in range(burst.num_shots):
+        for new_i, cam in enumerate(cameras):
+            f = burst.frame(shot, cam)
+            frames.append(BurstFrame(camera_index=new_i, shot_index=shot, camera=f.camera, image=f.image,
+                                 exposure_time_s=f.exposure_time_s, stamp_ns=f.stamp_ns))
+    return Burst(sequence_id=burst.sequence_id, reference_camera=burst.reference_camera, num_shots=burst.num_shots,
+                 num_cameras=len(cameras), frames=frames, stamp_ns=burst.stamp_ns, focus_mode=burst.focus_mode)
+
+
+def random_subset(sample: SimSample, num_cameras: int, rng: np.random.Generator) -> Burst:
+    ref = sample.burst.reference_index
+    others = [i for i in range(sample.burst.num_cameras) if i != ref]
+    pick = rng.choice(others, size=min(num_cameras - 1, len(others)), replace=False)
+    return subset_burst(sample.burst, [ref, *[int(i) for i in pick]])

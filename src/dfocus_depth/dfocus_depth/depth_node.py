@@ -1,0 +1,214 @@
+"""The depth node: capture/sequence in; depth/image, depth/confidence, depth/camera_info and
+depth/points out (all latched, one header: the sequence's stamp in the reference optical frame);
+service depth/export_model writes a PLY point cloud or mesh under output_dir.
+
+Inference runs in one worker thread. The subscription only parks the newest sequence in a
+one-slot mailbox, so a burst arriving during inference replaces any waiting one (newest wins,
+nothing queues up) and the executor stays free for the export service.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rclpy
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from std_msgs.msg import Header
+
+from dfocus_capture.burst import BurstError
+from dfocus_capture.calibration import CalibrationError
+from dfocus_capture.dds import apply_default_profile
+from dfocus_capture.params import ParamSpec, declare_params
+from dfocus_capture.qos import LATCHED
+from dfocus_capture.ros_convert import (
+    ImageConversionError,
+    burst_from_msg,
+    camera_info_from_model,
+    image_to_msg,
+    ns_to_stamp,
+)
+from dfocus_depth.estimator import WEIGHTS, DepthEstimator, DepthResult
+from dfocus_depth.geometry import DepthInputError, DepthRange
+from dfocus_depth.mesh import ExportError, export_model
+from dfocus_depth.pointcloud import pointcloud2_msg
+from dfocus_interfaces.msg import FocusSequence
+from dfocus_interfaces.srv import ExportModel
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+PARAMS = [
+    ParamSpec("device", "auto", "inference device: cpu, cuda or auto (cuda when present)",
+              choices=("auto", "cpu", "cuda"), read_only=True),
+    ParamSpec("max_width", 320, "working width of the network (pixels); outputs are upsampled to the image size",
+              min=64, max=4096),
+    ParamSpec("max_views", 12, "most source views used per depth map (shot 0 of every camera first)", min=1, max=159),
+    ParamSpec("confidence_threshold", 0.1, "depth below this confidence is published as NaN", min=0.0, max=1.0),
+    ParamSpec("near_m", 0.0, "nearest depth swept (m); 0 = a quarter-image disparity at the widest baseline",
+              min=0.0, max=1000.0),
+    ParamSpec("far_m", 0.0, "farthest depth swept (m); 0 = infinity", min=0.0, max=1e6),
+    ParamSpec("weights", "", "weights file; empty = the shipped depth_cnn.pt", read_only=True),
+    ParamSpec("output_dir", "dfocus_exports", "folder export_model writes into (relative to the working directory "
+              "unless absolute); requests cannot leave it", read_only=True),
+    ParamSpec("mesh_max_jump", 0.05, "mesh export: no triangle across a relative depth jump above this",
+              min=0.001, max=1.0),
+]
+KEEP_RESULTS = 4  # exportable sequences kept in memory
+
+
+@dataclass
+class _Stored:
+    result: DepthResult
+    rgb: np.ndarray
+    header: Header
+
+
+class DepthNode(Node):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("depth", **kwargs)
+        self.params = declare_params(self, PARAMS, self._on_params)
+        self.estimator = DepthEstimator(
+            self.params["weights"] or WEIGHTS, self.params["device"], self.params["max_width"],
+            self.params["max_views"],
+        )
+        self.get_logger().info(f"depth network loaded on {self.estimator.device}")
+        self._pub_depth = self.create_publisher(Image, "depth/image", LATCHED)
+        self._pub_conf = self.create_publisher(Image, "depth/confidence", LATCHED)
+        self._pub_info = self.create_publisher(CameraInfo, "depth/camera_info", LATCHED)
+        self._pub_points = self.create_publisher(PointCloud2, "depth/points", LATCHED)
+        self._results: OrderedDict[int, _Stored] = OrderedDict()
+        self._results_lock = threading.Lock()
+        self._mailbox: FocusSequence | None = None
+        self._mail_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = False
+        self._worker = threading.Thread(target=self._work, name="depth-inference", daemon=True)
+        self._worker.start()
+        self.create_subscription(FocusSequence, "capture/sequence", self._on_sequence, LATCHED,
+                                 callback_group=MutuallyExclusiveCallbackGroup())
+        self.create_service(ExportModel, "depth/export_model", self._on_export,
+                            callback_group=MutuallyExclusiveCallbackGroup())
+
+    def _on_params(self, changes: dict[str, Any]) -> str | None:
+        near = changes.get("near_m", self.params["near_m"])
+        far = changes.get("far_m", self.params["far_m"])
+        if near > 0 and far > 0 and far <= near:
+            return f"far_m ({far}) must exceed near_m ({near})"
+        self.params.update(changes)
+        self.estimator.max_width = int(self.params["max_width"])
+        self.estimator.max_sources = int(self.params["max_views"])
+        return None
+
+    def _on_sequence(self, msg: FocusSequence) -> None:
+        with self._mail_lock:
+            if self._mailbox is not None:
+                self.get_logger().info(
+                    f"sequence {self._mailbox.sequence_id} superseded by {msg.sequence_id} before inference")
+            self._mailbox = msg
+        self._wake.set()
+
+    def _work(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._stop:
+                return
+            with self._mail_lock:
+                msg, self._mailbox = self._mailbox, None
+            if msg is not None:
+                self._process(msg)
+
+    def _depth_range(self) -> DepthRange | None:
+        near, far = float(self.params["near_m"]), float(self.params["far_m"])
+        if near <= 0:
+            return None
+        return DepthRange(near, far if far > 0 else float("inf"))
+
+    def _process(self, msg: FocusSequence) -> None:
+        log = self.get_logger()
+        try:
+            burst = burst_from_msg(msg)
+            result = self.estimator.estimate(burst, self._depth_range(), float(self.params["confidence_threshold"]))
+        except (BurstError, CalibrationError, ImageConversionError, DepthInputError) as exc:
+            log.error(f"sequence {msg.sequence_id} rejected: {exc}")
+            return
+        except Exception as exc:  # the node must outlive any single bad burst
+            log.error(f"sequence {msg.sequence_id}: depth estimation failed: {type(exc).__name__}: {exc}")
+            return
+        frame_id = msg.header.frame_id or f"{burst.reference_camera}_optical_frame"
+        header = Header(stamp=ns_to_stamp(burst.stamp_ns), frame_id=frame_id)
+        ref = burst.reference.image
+        rgb = ref if ref.dtype == np.uint8 else (ref >> 8).astype(np.uint8)
+        if rgb.ndim == 2:
+            rgb = np.repeat(rgb[:, :, None], 3, axis=2)
+        self._pub_depth.publish(image_to_msg(result.depth, "32FC1", header))
+        self._pub_conf.publish(image_to_msg(result.confidence, "32FC1", header))
+        self._pub_info.publish(camera_info_from_model(result.camera, header))
+        self._pub_points.publish(pointcloud2_msg(result.depth, result.camera.K, rgb, header))
+        with self._results_lock:
+            self._results[int(msg.sequence_id)] = _Stored(result, rgb, header)
+            while len(self._results) > KEEP_RESULTS:
+                self._results.popitem(last=False)
+        log.info(f"sequence {msg.sequence_id}: depth from {result.num_views} views in {result.seconds:.2f} s, "
+                 f"{100 * float(np.isfinite(result.depth).mean()):.1f} % valid")
+
+    def _on_export(self, req: ExportModel.Request, resp: ExportModel.Response) -> ExportModel.Response:
+        with self._results_lock:
+            if not self._results:
+                stored = None
+            elif req.sequence_id == 0:
+                stored = next(reversed(self._results.values()))
+            else:
+                stored = self._results.get(int(req.sequence_id))
+        if stored is None:
+            resp.success, resp.message = False, f"no depth map for sequence {req.sequence_id or '(latest)'} yet"
+            return resp
+        if req.format not in (ExportModel.Request.FORMAT_PLY_POINTS, ExportModel.Request.FORMAT_PLY_MESH):
+            resp.success, resp.message = False, f"unknown format {req.format} (0 = PLY points, 1 = PLY mesh)"
+            return resp
+        try:
+            path, mesh = export_model(
+                Path(self.params["output_dir"]), req.filename, stored.result.depth, stored.result.camera.K, stored.rgb,
+                as_mesh=req.format == ExportModel.Request.FORMAT_PLY_MESH,
+            )
+        except (ExportError, OSError) as exc:
+            resp.success, resp.message = False, str(exc)
+            self.get_logger().warning(f"export refused: {exc}")
+            return resp
+        resp.success, resp.path = True, str(path)
+        resp.num_vertices, resp.num_faces = len(mesh.vertices), len(mesh.faces)
+        resp.message = f"wrote {resp.num_vertices} vertices, {resp.num_faces} faces"
+        self.get_logger().info(f"exported {path}: {resp.message}")
+        return resp
+
+    def destroy_node(self) -> None:
+        self._stop = True
+        self._wake.set()
+        self._worker.join(timeout=30.0)
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> None:
+    apply_default_profile()
+    rclpy.init(args=args)
+    node = DepthNode()
+    executor = MultiThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Depth and confidence for the reference camera of a burst: the one entry point the CLI, the node,
+the evaluation and the benchmarks share."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from dfocus_capture.burst import Burst
+from dfocus_capture.calibration import CameraModel
+from dfocus_depth.geometry import DepthInputError, DepthRange, default_range, prepare_views
+from dfocus_depth.inputs import network_inputs
+from dfocus_depth.model import NUM_PLANES, DepthNet
+from dfocus_depth.upsample import joint_bilateral_upsample
+
+WEIGHTS = Path(__file__).resolve().parent / "weights" / "depth_cnn.pt"
+
+
+class WeightsError(RuntimeError):
+    """The weights file is missing, unreadable or does not fit the network."""
+
+
+@dataclass
+class DepthResult:
+    depth: np.ndarray  # HxW float32 metres along the optical axis, NaN invalid
+    confidence: np.ndarray  # HxW float32 0..1
+    camera: CameraModel  # the reference camera (full resolution) the maps belong to
+    depth_range: DepthRange
+    num_views: int
+    seconds: float
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise DepthInputError("device 'cuda' requested but no CUDA device is available")
+    if name not in ("cpu", "cuda"):
+        raise DepthInputError(f"device must be cpu, cuda or auto, got {name!r}")
+    return torch.device(name)
+
+
+def load_model(path: Path | str = WEIGHTS, device: torch.device | None = None) -> DepthNet:
+    try:
+        ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError) as exc:
+        raise WeightsError(f"cannot load depth weights {path}: {exc}") from exc
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise WeightsError(f"{path} is not a dfocus depth checkpoint")
+    net = DepthNet(planes=int(ckpt.get("planes", NUM_PLANES)))
+    try:
+        net.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        raise WeightsError(f"{path} does not fit the network: {exc}") from exc
+    net.eval()
+    return net.to(device or torch.device("cpu"))
+
+
+class DepthEstimator:
+    """Loads the network once; `estimate(burst)` per burst (thread-compatible, not re-entrant)."""
+
+    def __init__(
+        self,
+        weights: Path | str = WEIGHTS,
+        device: str = "auto",
+        max_width: int = 320,
+        max_sources: int = 12,
+    ) -> None:
+        if max_width < 32:
+            raise DepthInputError(f"working width must be >= 32 pixels, got {max_width}")
+        self.device = pick_device(device)
+        self.net = load_model(weights, self.device)
+        self.max_width = max_width
+        self.max_sources = max_sources
+
+    def estimate(
+        self, burst: Burst, depth_range: DepthRange | None = None, confidence_threshold: float = 0.0
+    ) -> DepthResult:
+        start = time.perf_counter()
+        views = prepare_views(burst, self.max_width, self.max_sources)
+        rng = depth_range or default_range(views.ref_camera, views.src_cameras)
+        inputs = {k: v.to(self.device) for k, v in network_inputs(views, rng, self.net.planes).items()}
+        with torch.inference_mode():
+            out = self.net(**inputs)
+        inv = out["inv_depth"][0, 0].float().cpu().numpy()
+        conf = out["confidence"][0, 0].float().cpu().numpy()
+        inv_full, conf_full = joint_bilateral_upsample(
+            np.stack([inv, conf]), views.reference, views.full_reference
+        )
+        depth = np.full(inv_full.shape, np.nan, dtype=np.float32)
+        ok = (inv_full > rng.inv_min + 1e-9) & (inv_full > 0) & (conf_full >= confidence_threshold)
+        depth[ok] = 1.0 / inv_full[ok]
+        return DepthResult(
+            depth=depth,
+            confidence=np.clip(conf_full, 0.0, 1.0).astype(np.float32),
+            camera=views.full_camera,
+            depth_range=rng,
+            num_views=len(views.sources) + 1,
+            seconds=time.perf_counter() - start,
+        )
+
+
+def colourise(depth: np.ndarray) -> np.ndarray:
+    """Inverse-depth turbo colour map (BGR uint8) for a quick look; invalid pixels black."""
+    inv = np.where(np.isfinite(depth) & (depth > 0), 1.0 / np.where(depth > 0, depth, 1.0), np.nan)
+    finite = inv[np.isfinite(inv)]
+    lo, hi = (np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0))
+    norm = np.clip((inv - lo) / max(hi - lo, 1e-9), 0, 1)
+    img = cv2.applyColorMap((np.nan_to_num(norm) * 255).astype(np.uint8), cv2.COLORMAP_TURBO)
+    img[~np.isfinite(inv)] = 0
+    return np.asarray(img)

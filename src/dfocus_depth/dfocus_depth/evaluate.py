@@ -1,0 +1,226 @@
+"""Depth accuracy of the network against OpenCV StereoSGBM (with and without WLS) in one run, on
+held-out simulator scenes and on the real Middlebury Motorcycle pair (scikit-image).
+
+Errors are disparities in pixels of the stereo pair the classical methods see (the reference and
+the camera to its right); the network turns its depth into that disparity, d = f B / Z - doffs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from dfocus_capture.burst import Burst, burst_from_images
+from dfocus_capture.calibration import ArrayCalibration, load_calibration
+from dfocus_depth.dataset import subset_burst
+from dfocus_depth.estimator import DepthEstimator
+from dfocus_depth.geometry import DepthRange, middlebury_range
+from dfocus_depth.stereo_baselines import sgbm, sgbm_wls
+
+TEST_SEED_BASE = 5_000_000  # disjoint from the training (0..) and validation (900_000..) seeds
+EDGE_BAND_PX = 2
+
+# Middlebury 2014 Motorcycle at quarter scale as shipped by scikit-image (500 rows x 741 columns):
+# f and doffs are the full-resolution calibration divided by 4, the baseline is unchanged.
+MOTORCYCLE_CALIB = """cam0=[994.978 0 311.193; 0 994.978 254.877; 0 0 1]
+cam1=[994.978 0 342.279; 0 994.978 254.877; 0 0 1]
+doffs=31.086
+baseline=193.001
+width=741
+height=500
+ndisp=70
+"""
+
+
+@dataclass
+class Case:
+    """One stereo pair (for the classical methods) inside a burst (for the network)."""
+
+    name: str
+    burst: Burst
+    left: np.ndarray
+    right: np.ndarray
+    gt_disp: np.ndarray  # NaN where unknown
+    f_px: float
+    baseline_m: float
+    doffs: float
+    num_disparities: int
+    depth_range: DepthRange | None
+    masks: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class Tally:
+    """Pixel sums pooled over cases, per region."""
+
+    abs_err: float = 0.0
+    bad2: int = 0
+    rel: float = 0.0
+    covered: int = 0
+    total: int = 0
+
+    def add(self, pred: np.ndarray, gt: np.ndarray, region: np.ndarray, f_b: float, doffs: float) -> None:
+        valid = region & np.isfinite(gt)
+        ok = valid & np.isfinite(pred)
+        err = np.abs(pred[ok] - gt[ok])
+        z_gt = f_b / (gt[ok] + doffs)
+        with np.errstate(divide="ignore"):
+            z = f_b / np.maximum(pred[ok] + doffs, 1e-6)
+        self.abs_err += float(err.sum())
+        self.bad2 += int((err > 2.0).sum())
+        self.rel += float((np.abs(z - z_gt) / z_gt).sum())
+        self.covered += int(ok.sum())
+        self.total += int(valid.sum())
+
+    def row(self) -> dict[str, float]:
+        n = max(self.covered, 1)
+        return {"epe_px": self.abs_err / n, "bad2": self.bad2 / n, "coverage": self.covered / max(self.total, 1),
+                "abs_rel": self.rel / n}
+
+
+def edge_band(gt_disp: np.ndarray, jump_px: float = 1.0, band: int = EDGE_BAND_PX) -> np.ndarray:
+    """Pixels within `band` of a disparity jump (occlusion boundaries)."""
+    d = np.nan_to_num(gt_disp)
+    jumps = np.zeros(d.shape, bool)
+    jumps[:, 1:] |= np.abs(np.diff(d, axis=1)) > jump_px
+    jumps[1:, :] |= np.abs(np.diff(d, axis=0)) > jump_px
+    k = np.ones((2 * band + 1, 2 * band + 1), np.uint8)
+    return cv2.dilate(jumps.astype(np.uint8), k).astype(bool)
+
+
+def motorcycle_case(calib_dir: Path) -> Case:
+    """The real Middlebury pair, read through a Middlebury calib.txt like any user's file."""
+    from skimage.data import stereo_motorcycle
+
+    left, right, disp = stereo_motorcycle()
+    calib_path = calib_dir / "motorcycle_calib.txt"
+    calib_path.write_text(MOTORCYCLE_CALIB)
+    cal = load_calibration(calib_path)
+    burst = burst_from_images([left, right], cal)
+    gt = np.where(np.isfinite(disp), disp, np.nan).astype(np.float32)
+    return Case(
+        name="Middlebury Motorcycle (real, 741x500)", burst=burst, left=left, right=right, gt_disp=gt,
+        f_px=cal.cameras[0].fx, baseline_m=float(cal.cameras[1].T_ref_cam[0, 3]),
+        doffs=float(cal.cameras[0].extra.get("doffs", 0.0)), num_disparities=64,
+        depth_range=middlebury_range(MOTORCYCLE_CALIB), masks={"occlusion edges": edge_band(gt)},
+    )
+
+
+def synthetic_cases(count: int, width: int, seed_base: int = TEST_SEED_BASE) -> list[Case]:
+    """Held-out scenes on the project's 5-camera array (config/camera_array.yaml) at `width`."""
+    from dfocus_capture.dds import find_config
+    from dfocus_capture.sim import simulate_burst
+
+    path = find_config("camera_array.yaml")
+    if path is None:
+        raise FileNotFoundError("config/camera_array.yaml not found")
+    full = load_calibration(path)
+    cal = full.scaled(width, round(full.reference.height * width / full.reference.width))
+    right = _right_neighbour(cal)
+    cases = []
+    for i in range(count):
+        sb = simulate_burst(cal, seed_base + i, num_shots=1, shift_amplitude_mm=0.0, noise=True)
+        burst = sb.burst
+        ref = burst.reference
+        f_b = ref.camera.fx * float(cal.cameras[right].T_ref_cam[0, 3])
+        gt = (f_b / sb.gt_depth).astype(np.float32)
+        cases.append(Case(
+            name=f"sim seed {seed_base + i}", burst=burst, left=ref.image, right=burst.frame(0, right).image,
+            gt_disp=gt, f_px=ref.camera.fx, baseline_m=float(cal.cameras[right].T_ref_cam[0, 3]), doffs=0.0,
+            num_disparities=int(math.ceil(float(np.max(gt)) * 1.1 / 16) * 16) or 16, depth_range=None,
+            masks={"occlusion edges": edge_band(gt), "specular": sb.specular_mask.astype(bool),
+                   "textureless": sb.textureless_mask.astype(bool)},
+        ))
+    return cases
+
+
+def _right_neighbour(cal: ArrayCalibration) -> int:
+    """The camera forming a rectified pair with the reference: same rotation, pure +x offset."""
+    best, dist = -1, math.inf
+    for i, c in enumerate(cal.cameras):
+        t = c.T_ref_cam[:3, 3]
+        if t[0] > 0 and abs(t[1]) < 1e-9 and abs(t[2]) < 1e-9 and np.allclose(c.T_ref_cam[:3, :3], np.eye(3)):
+            if t[0] < dist:
+                best, dist = i, float(t[0])
+    if best < 0:
+        raise ValueError("the calibration has no camera to the right of the reference for a rectified pair")
+    return best
+
+
+Method = Callable[[Case], np.ndarray]
+
+
+def network_method(estimator: DepthEstimator, two_views: bool) -> Method:
+    def run(case: Case) -> np.ndarray:
+        burst = case.burst
+        if two_views and burst.num_cameras > 2:
+            burst = subset_burst(burst, [burst.reference_index, _right_neighbour(burst.calibration())])
+        res = estimator.estimate(burst, case.depth_range)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (case.f_px * case.baseline_m / res.depth - case.doffs).astype(np.float32)
+    return run
+
+
+def evaluate(cases: list[Case], methods: dict[str, Method]) -> list[dict[str, object]]:
+    """One row per method: pooled metrics over all cases, overall and per masked region."""
+    rows: list[dict[str, object]] = []
+    for name, method in methods.items():
+        overall = Tally()
+        regions: dict[str, Tally] = {}
+        seconds = 0.0
+        for case in cases:
+            start = time.perf_counter()
+            pred = method(case)
+            seconds += time.perf_counter() - start
+            f_b = case.f_px * case.baseline_m
+            everywhere = np.ones(case.gt_disp.shape, bool)
+            overall.add(pred, case.gt_disp, everywhere, f_b, case.doffs)
+            for region, mask in case.masks.items():
+                regions.setdefault(region, Tally()).add(pred, case.gt_disp, mask, f_b, case.doffs)
+        row: dict[str, object] = {"method": name, **overall.row(), "seconds": seconds / max(len(cases), 1)}
+        for region, tally in regions.items():
+            row[f"epe_px {region}"] = tally.row()["epe_px"] if tally.total else float("nan")
+        rows.append(row)
+    return rows
+
+
+def default_methods(estimator: DepthEstimator, multi_view: bool) -> dict[str, Method]:
+    methods: dict[str, Method] = {}
+    if multi_view:
+        methods["dfocus CNN (all views)"] = network_method(estimator, two_views=False)
+    methods["dfocus CNN (the stereo pair)"] = network_method(estimator, two_views=True)
+    methods["OpenCV StereoSGBM"] = lambda c: sgbm(c.left, c.right, c.num_disparities)
+    methods["SGBM + WLS (own FGS)"] = lambda c: sgbm_wls(c.left, c.right, c.num_disparities)
+    return methods
+
+
+def markdown_table(title: str, rows: list[dict[str, object]]) -> str:
+    keys = [k for k in rows[0] if k != "method"]
+    head = "| method | " + " | ".join(_label(k) for k in keys) + " |"
+    sep = "|---|" + "---:|" * len(keys)
+    lines = [f"### {title}", "", head, sep]
+    for r in rows:
+        lines.append(f"| {r['method']} | " + " | ".join(_fmt(k, r[k]) for k in keys) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _label(key: str) -> str:
+    return {"epe_px": "EPE px", "bad2": "> 2 px", "coverage": "coverage", "abs_rel": "abs rel",
+            "seconds": "s / map"}.get(key, key.replace("epe_px ", "EPE px, "))
+
+
+def _fmt(key: str, value: object) -> str:
+    v = float(value)  # type: ignore[arg-type]
+    if math.isnan(v):
+        return "-"
+    if key in ("bad2", "coverage"):
+        return f"{100 * v:.1f} %"
+    if key == "abs_rel":
+        return f"{v:.3f}"
+    return f"{v:.3f}" if key == "seconds" else f"{v:.2f}"

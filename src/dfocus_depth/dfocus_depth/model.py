@@ -1,0 +1,267 @@
+"""The multi-view depth network (PyTorch): learned features, a plane sweep in inverse depth over the
+calibrated views, per-view visibility weights, a focus-consistency cue, 2D cost aggregation, then
+a fine sweep around the coarse estimate at working resolution and image-guided refinement.
+
+Shapes: B batch, S source views, D planes, h x w the working resolution (multiple of 8), the cost
+volume at h/2 x w/2. Inverse depths are metres^-1; `t` is the position in the sweep (0..1).
+
+Why this shape:
+- Cosine similarity of L2-normalised features keeps the matching cost in [-1, 1] whatever the
+  image statistics, which helps the step from rendered training data to real photographs.
+- Each view votes on its own (one cost per view and plane); a per-pixel visibility weight, learned
+  from the shape of that view's cost curve, lets views that are occluded or out of frame abstain.
+- The focus cue is physical, not learned: per plane, the thin-lens blur each view should show
+  (its circle of confusion at that depth) is correlated across views with the blur it does show
+  (local Laplacian energy, warped to the reference). Views focused alike give no cue (zero).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
+from torch import Tensor, nn
+
+NUM_PLANES = 32
+FEAT = 8
+FINE_FEAT = 8
+FINE_STEPS = 7
+EPS = 1e-6
+
+
+def _conv(cin: int, cout: int, k: int = 3, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+    pad = dilation * (k // 2)
+    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, pad, dilation), nn.LeakyReLU(0.1, inplace=True))
+
+
+class FeatureNet(nn.Module):
+    """Per-view features at half the working resolution (coarse sweep) and at full resolution (fine
+    sweep, and the reference's context for refinement)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.full = nn.Sequential(_conv(3, 8), nn.Conv2d(8, FINE_FEAT, 3, 1, 1))
+        self.down = nn.Sequential(_conv(FINE_FEAT, 16, stride=2), _conv(16, 16))
+        self.match = nn.Conv2d(16, FEAT, 1)
+
+    def forward(self, img: Tensor) -> tuple[Tensor, Tensor]:
+        """L2-normalised matching features at half resolution, and at full resolution."""
+        full = self.full(img)
+        half = self.down(F.leaky_relu(full, 0.1))
+        return unit(self.match(half)), unit(full)
+
+
+def unit(x: Tensor) -> Tensor:
+    """L2-normalise over channels (cheaper than F.normalize's strided norm on CPU)."""
+    return x * torch.rsqrt((x * x).sum(dim=1, keepdim=True) + EPS)
+
+
+def normalise_images(img: Tensor) -> Tensor:
+    """Per-image zero mean / unit contrast, so exposure and gain differences between views vanish."""
+    mean = img.mean(dim=(-3, -2, -1), keepdim=True)
+    std = img.std(dim=(-3, -2, -1), keepdim=True)
+    return (img - mean) / (std + 0.02)
+
+
+def sharpness(img: Tensor) -> Tensor:
+    """log local Laplacian energy relative to local brightness, at half resolution: [N,1,h/2,w/2]."""
+    gray = img.mean(dim=1, keepdim=True)
+    lap_k = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], dtype=img.dtype, device=img.device)
+    lap = F.conv2d(F.pad(gray, (1, 1, 1, 1), mode="replicate"), lap_k.view(1, 1, 3, 3)).abs()
+    energy = F.avg_pool2d(lap, 4, 2, 1, count_include_pad=False)
+    level = F.avg_pool2d(gray, 4, 2, 1, count_include_pad=False)
+    return torch.log(energy + 1e-3) - torch.log(level + 0.05)
+
+
+def half_resolution(A: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """Projection coefficients for pixel centres at half resolution: x_half = x / 2 - 1/4."""
+    M = torch.tensor([[0.5, 0.0, -0.25], [0.0, 0.5, -0.25], [0.0, 0.0, 1.0]], dtype=A.dtype, device=A.device)
+    Minv = torch.linalg.inv(M)
+    return M @ A @ Minv, (M @ b.unsqueeze(-1)).squeeze(-1)
+
+
+def sweep_grid(A: Tensor, b: Tensor, inv: Tensor) -> tuple[Tensor, Tensor]:
+    """grid_sample coordinates [B*S, P*h, w, 2] and in-frame mask [B, S, P, h, w].
+
+    A [B,S,3,3], b [B,S,3] at this resolution; inv [B,P,h,w] the inverse depth of each of P
+    hypotheses at each reference pixel (planes: constant over the image).
+    """
+    B, S = A.shape[:2]
+    P, h, w = inv.shape[1:]
+    ys, xs = torch.meshgrid(
+        torch.arange(h, dtype=A.dtype, device=A.device), torch.arange(w, dtype=A.dtype, device=A.device), indexing="ij"
+    )
+    pix = torch.stack([xs, ys, torch.ones_like(xs)], dim=0).reshape(3, h * w)
+    rot = (A @ pix).unsqueeze(3)  # B,S,3,1,hw
+    proj = rot + b[:, :, :, None, None] * inv.reshape(B, 1, 1, P, h * w)  # B,S,3,P,hw
+    z = proj[:, :, 2]
+    zs = z.clamp(min=EPS)
+    u, v = proj[:, :, 0] / zs, proj[:, :, 1] / zs
+    inside = (z > EPS) & (u > -0.5) & (u < w - 0.5) & (v > -0.5) & (v < h - 0.5)
+    gx = (u + 0.5) / w * 2 - 1
+    gy = (v + 0.5) / h * 2 - 1
+    grid = torch.stack([gx, gy], dim=-1).clamp(-2, 2).reshape(B * S, P * h, w, 2)
+    return grid, inside.reshape(B, S, P, h, w)
+
+
+class VisibilityNet(nn.Module):
+    """Weight in 0..1 per source view and pixel from the shape of that view's cost curve."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(_conv(4, 8), nn.Conv2d(8, 1, 3, 1, 1))
+
+    def forward(self, cost: Tensor, inside: Tensor) -> Tensor:
+        # cost, inside: [N, D, h, w]
+        frac = inside.float().mean(dim=1, keepdim=True)
+        peak = cost.max(dim=1, keepdim=True).values
+        mean = cost.sum(dim=1, keepdim=True) / (inside.float().sum(dim=1, keepdim=True) + 1)
+        prob = torch.softmax(cost * 10, dim=1)
+        entropy = -(prob * torch.log(prob + EPS)).sum(dim=1, keepdim=True) / torch.log(
+            torch.tensor(float(cost.shape[1]), device=cost.device))
+        return torch.sigmoid(self.net(torch.cat([peak, mean, entropy, frac], dim=1)))
+
+
+class Aggregator(nn.Module):
+    """2D U-Net over planes-as-channels: matching cost, focus cue, plane support, context -> logits."""
+
+    def __init__(self, planes: int) -> None:
+        super().__init__()
+        self.inp = nn.Sequential(_conv(3 * planes + 8, 32, k=1), _conv(32, 32))
+        self.d1 = nn.Sequential(_conv(32, 48, stride=2), _conv(48, 48))
+        self.d2 = nn.Sequential(_conv(48, 64, stride=2), _conv(64, 64))
+        self.u1 = _conv(64 + 48, 48)
+        self.u0 = _conv(48 + 32, 32)
+        self.out = nn.Conv2d(32, planes, 3, 1, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x0 = self.inp(x)
+        x1 = self.d1(x0)
+        x2 = self.d2(x1)
+        y1 = self.u1(torch.cat([F.interpolate(x2, size=x1.shape[-2:], mode="bilinear", align_corners=False), x1], 1))
+        y0 = self.u0(torch.cat([F.interpolate(y1, size=x0.shape[-2:], mode="bilinear", align_corners=False), x0], 1))
+        return self.out(y0)
+
+
+class Refiner(nn.Module):
+    """Image-guided residual on the sweep position and a confidence logit, at working resolution,
+    from the upsampled coarse estimate, the reference image and a fine cost around the estimate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        cin = 3 + 3 + 8 + FINE_STEPS + 1
+        self.net = nn.Sequential(
+            _conv(cin, 16), _conv(16, 16, dilation=2), _conv(16, 16, dilation=4), _conv(16, 12),
+            nn.Conv2d(12, 2, 3, 1, 1),
+        )
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        out = self.net(x)
+        return out[:, :1], out[:, 1:2]
+
+
+class DepthNet(nn.Module):
+    """Reference-view inverse depth and confidence from S >= 1 calibrated source views."""
+
+    def __init__(self, planes: int = NUM_PLANES) -> None:
+        super().__init__()
+        self.planes = planes
+        self.features = FeatureNet()
+        self.visibility = VisibilityNet()
+        self.aggregate = Aggregator(planes)
+        self.refine = Refiner()
+        self.fine_temperature = nn.Parameter(torch.tensor(8.0))
+
+    def forward(self, ref: Tensor, src: Tensor, A: Tensor, b: Tensor, inv: Tensor, coc: Tensor) -> dict[str, Tensor]:
+        """ref [B,3,h,w], src [B,S,3,h,w] RGB 0..1; A [B,S,3,3], b [B,S,3] projection coefficients at
+        h x w; inv [B,D] ascending plane inverse depths; coc [B,S+1,D] circle of confusion (pixels at
+        h/2) of the reference then each source at each plane.
+
+        Returns t_coarse/t (sweep position 0..1, [B,1,h,w]), inv_depth [B,1,h,w] and confidence.
+        """
+        B, S, _, h, w = src.shape
+        D = inv.shape[1]
+        hh, hw = h // 2, w // 2
+        imgs = torch.cat([ref.unsqueeze(1), src], dim=1).reshape(B * (S + 1), 3, h, w)
+        feat, fine = self.features(normalise_images(imgs))
+        feat = feat.reshape(B, S + 1, FEAT, hh, hw)
+        fine = fine.reshape(B, S + 1, FINE_FEAT, h, w)
+        sharp = sharpness(imgs).reshape(B, S + 1, 1, hh, hw)
+
+        # Coarse sweep at half resolution over the D planes.
+        Ah, bh = half_resolution(A, b)
+        grid, inside = sweep_grid(Ah, bh, inv[:, :, None, None].expand(B, D, hh, hw))
+        cost = correlate(feat[:, 1:], feat[:, 0], grid, inside)  # B,S,D,hh,hw cosine similarity
+        vis = self.visibility(cost.reshape(B * S, D, hh, hw), inside.reshape(B * S, D, hh, hw))
+        vis = vis.reshape(B, S, 1, hh, hw)
+        weight = vis * inside
+        support = weight.sum(dim=1)
+        agg = (cost * weight).sum(dim=1) / (support + 1e-3)
+
+        src_sharp = F.grid_sample(sharp[:, 1:].reshape(B * S, 1, hh, hw), grid, mode="bilinear",
+                                  padding_mode="border", align_corners=False).reshape(B, S, D, hh, hw)
+        focus = focus_consistency(sharp[:, 0], src_sharp, inside, coc)
+
+        ctx = fine[:, 0]
+        logits = self.aggregate(torch.cat([agg, focus, support / S, F.avg_pool2d(ctx, 2)], dim=1))
+        prob = torch.softmax(logits, dim=1)
+        pos = torch.linspace(0, 1, D, dtype=ref.dtype, device=ref.device).view(1, D, 1, 1)
+        t_half = (prob * pos).sum(dim=1, keepdim=True)
+        spread_half = torch.sqrt(((pos - t_half) ** 2 * prob).sum(dim=1, keepdim=True) + EPS) * (D - 1)
+        peak_half = prob.max(dim=1, keepdim=True).values
+
+        def up(x: Tensor) -> Tensor:
+            return F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
+
+        t_coarse = up(t_half)
+        # Fine sweep at working resolution: FINE_STEPS hypotheses around the coarse estimate.
+        lo, hi = inv[:, :1, None, None], inv[:, -1:, None, None]
+        step = 0.5 / (D - 1)
+        offsets = (torch.arange(FINE_STEPS, dtype=ref.dtype, device=ref.device) - FINE_STEPS // 2) * step
+        t_hyp = t_coarse.detach() + offsets.view(1, -1, 1, 1)  # B,K,h,w
+        grid_f, inside_f = sweep_grid(A, b, lo + t_hyp * (hi - lo))
+        fcost = correlate(fine[:, 1:], fine[:, 0], grid_f, inside_f)  # B,S,K,h,w
+        fweight = up(vis.reshape(B, S, hh, hw)).unsqueeze(2) * inside_f
+        fagg = (fcost * fweight).sum(dim=1) / (fweight.sum(dim=1) + 1e-3)
+        fprob = torch.softmax(fagg * self.fine_temperature, dim=1)
+        fine_t = (fprob * offsets.view(1, -1, 1, 1)).sum(dim=1, keepdim=True) / (step * FINE_STEPS)
+
+        x = torch.cat([t_coarse, up(peak_half), up(spread_half) / D, normalise_images(ref), ctx, fagg, fine_t], 1)
+        delta, conf_logit = self.refine(x)
+        t = (t_coarse + step * FINE_STEPS * torch.tanh(delta)).clamp(0, 1)
+        return {
+            "t_coarse": t_coarse,
+            "t": t,
+            "inv_depth": lo + t * (hi - lo),
+            "confidence": torch.sigmoid(conf_logit),
+            "confidence_logit": conf_logit,
+        }
+
+
+def correlate(src_feat: Tensor, ref_feat: Tensor, grid: Tensor, inside: Tensor) -> Tensor:
+    """Cosine similarity of the reference features with each source warped by `grid`:
+    src_feat [B,S,C,h',w'], ref_feat [B,C,h,w], grid [B*S,P*h,w,2] -> [B,S,P,h,w] (0 outside)."""
+    B, S, C = src_feat.shape[:3]
+    P, h, w = inside.shape[2:]
+    warped = F.grid_sample(src_feat.reshape(B * S, C, *src_feat.shape[-2:]), grid, mode="bilinear",
+                           padding_mode="zeros", align_corners=False).reshape(B, S, C, P, h, w)
+    ref = ref_feat[:, None, :, None]  # B,1,C,1,h,w
+    cost = warped[:, :, 0] * ref[:, :, 0]
+    for c in range(1, C):  # channel by channel: far less memory traffic than a broadcast sum
+        cost.addcmul_(warped[:, :, c], ref[:, :, c])
+    return cost * inside
+
+
+def focus_consistency(ref_sharp: Tensor, src_sharp: Tensor, inside: Tensor, coc: Tensor) -> Tensor:
+    """Per plane, the correlation across views between observed sharpness and the sharpness the
+    thin-lens model predicts at that depth (-log(1 + CoC)). [B,D,h,w] in -1..1; 0 when the views'
+    blur cannot differ (all focused alike) or fewer than two views see the point."""
+    B, S, D, h, w = src_sharp.shape
+    x = torch.cat([ref_sharp.unsqueeze(1).expand(B, 1, D, h, w), src_sharp], dim=1)
+    m = torch.cat([torch.ones_like(inside[:, :1]), inside], dim=1).to(x.dtype)
+    y = (-torch.log1p(coc))[:, :, :, None, None].expand_as(x)
+    n = m.sum(dim=1, keepdim=True).clamp(min=1)
+    xm = (x * m).sum(dim=1, keepdim=True) / n
+    ym = (y * m).sum(dim=1, keepdim=True) / n
+    xc, yc = (x - xm) * m, (y - ym) * m
+    cov = (xc * yc).sum(dim=1)
+    return cov / torch.sqrt((xc**2).sum(dim=1) * (yc**2).sum(dim=1) + 1e-4)

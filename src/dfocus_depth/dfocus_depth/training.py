@@ -1,0 +1,194 @@
+"""Training of the depth network on simulator data, sized for a 2-core CPU (cuda when present).
+
+Scenes are rendered once (every camera of a random 8-camera array, one or two shots) and reused:
+each batch draws a camera count, a view subset, a depth range and per-view gain/gamma changes, so
+a few hundred renders give many distinct array configurations.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
+
+from dfocus_depth.dataset import SimSample, random_subset, render_sample
+from dfocus_depth.estimator import WEIGHTS, pick_device
+from dfocus_depth.geometry import DepthRange, WorkingViews, default_range, prepare_views
+from dfocus_depth.inputs import disparity_scale, network_inputs
+from dfocus_depth.model import NUM_PLANES, DepthNet
+
+TRAIN_SEED_BASE = 0
+VALIDATION_SEED_BASE = 900_000  # disjoint from training seeds; the test set uses another base
+CONFIDENT_PX = 1.0  # a pixel is 'right' (confidence target 1) within this disparity error
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    scenes: int = 240
+    steps: int = 1500
+    batch: int = 4
+    width: int = 160
+    height: int = 120
+    lr: float = 2e-3
+    threads: int = 2
+    device: str = "auto"
+    validation_scenes: int = 6
+    out: str = str(WEIGHTS)
+    log_every: int = 50
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def training_range(views: WorkingViews, gt: np.ndarray, rng: np.random.Generator) -> DepthRange:
+    """Half the time the range inference uses by default, else one fitted loosely around the scene."""
+    zmin, zmax = float(gt.min()), float(gt.max())
+    if rng.random() < 0.5:
+        dr = default_range(views.ref_camera, views.src_cameras)
+        return DepthRange(min(dr.near_m, zmin * 0.95), math.inf)
+    far = math.inf if rng.random() < 0.4 else zmax * rng.uniform(1.05, 2.0)
+    return DepthRange(zmin * rng.uniform(0.6, 0.95), far)
+
+
+def photometric_jitter(views: WorkingViews, rng: np.random.Generator) -> None:
+    """Per-view gain and gamma: real cameras of an array never match exactly."""
+    def jitter(img: np.ndarray) -> np.ndarray:
+        return np.clip(img ** rng.uniform(0.8, 1.25) * rng.uniform(0.75, 1.25), 0, 1).astype(np.float32)
+
+    views.reference = jitter(views.reference)
+    views.sources = [jitter(s) for s in views.sources]
+
+
+def make_example(sample: SimSample, num_cameras: int, rng: np.random.Generator, planes: int,
+                 max_width: int) -> dict[str, torch.Tensor]:
+    burst = random_subset(sample, num_cameras, rng)
+    views = prepare_views(burst, max_width, max_sources=num_cameras - 1)
+    photometric_jitter(views, rng)
+    h, w = views.reference.shape[:2]
+    dr = training_range(views, sample.gt_depth, rng)
+    ex = network_inputs(views, dr, planes)
+    gt = sample.gt_depth
+    if gt.shape != (h, w):
+        gt = F.interpolate(torch.from_numpy(gt)[None, None], size=(h, w), mode="nearest")[0, 0].numpy()
+    t_gt = np.clip((1.0 / gt - dr.inv_min) / (dr.inv_max - dr.inv_min), 0.0, 1.0)
+    ex["t_gt"] = torch.from_numpy(t_gt.astype(np.float32))[None, None]
+    ex["px_per_t"] = torch.tensor([[disparity_scale(views) * (dr.inv_max - dr.inv_min)]], dtype=torch.float32)
+    return ex
+
+
+def collate(examples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {k: torch.cat([e[k] for e in examples]) for k in examples[0]}
+
+
+def depth_loss(out: dict[str, torch.Tensor], t_gt: torch.Tensor, px_per_t: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Smooth-L1 on disparity (widest baseline, working pixels) of the coarse and refined estimates,
+    plus a confidence that predicts whether the refined estimate is within CONFIDENT_PX."""
+    scale = px_per_t.view(-1, 1, 1, 1)
+    err_c = (out["t_coarse"] - t_gt).abs() * scale
+    err_r = (out["t"] - t_gt).abs() * scale
+    right = (err_r.detach() < CONFIDENT_PX).float()
+    conf = F.binary_cross_entropy_with_logits(out["confidence_logit"], right)
+    coarse = F.smooth_l1_loss(err_c, torch.zeros_like(err_c))
+    refined = F.smooth_l1_loss(err_r, torch.zeros_like(err_r))
+    return {"loss": coarse + 1.5 * refined + 0.3 * conf, "epe": err_r.mean(), "conf_bce": conf}
+
+
+def render_set(base: int, count: int, cfg: TrainConfig, log: Callable[[str], None], what: str) -> list[SimSample]:
+    samples = []
+    start = time.perf_counter()
+    for i in range(count):
+        samples.append(render_sample(base + cfg.seed * 10_000 + i, cfg.width, cfg.height))
+        if (i + 1) % max(1, count // 10) == 0:
+            log(f"{what}: rendered {i + 1}/{count} scenes ({time.perf_counter() - start:.0f} s)")
+    return samples
+
+
+@torch.no_grad()
+def validate(net: DepthNet, samples: list[SimSample], cfg: TrainConfig, device: torch.device) -> float:
+    """Mean refined disparity error (widest baseline, px) on held-out scenes with 5 cameras."""
+    net.eval()
+    rng = np.random.default_rng(12345)
+    errs = []
+    for s in samples:
+        ex = {k: v.to(device) for k, v in make_example(s, 5, rng, net.planes, cfg.width).items()}
+        out = net(ex["ref"], ex["src"], ex["A"], ex["b"], ex["inv"], ex["coc"])
+        errs.append(float(depth_loss(out, ex["t_gt"], ex["px_per_t"])["epe"]))
+    net.train()
+    return float(np.mean(errs))
+
+
+def train(cfg: TrainConfig, log: Callable[[str], None], command: str = "") -> dict[str, object]:
+    """Render, train, save weights + a JSON record next to them; returns the record."""
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    device = pick_device(cfg.device)
+    t0 = time.perf_counter()
+    train_set = render_set(TRAIN_SEED_BASE, cfg.scenes, cfg, log, "train")
+    val_set = render_set(VALIDATION_SEED_BASE, cfg.validation_scenes, cfg, log, "validation")
+    render_s = time.perf_counter() - t0
+
+    net = DepthNet(NUM_PLANES).to(device)
+    net.train()
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.08)
+    curve: list[dict[str, float]] = []
+    running: list[float] = []
+    t1 = time.perf_counter()
+    for step in range(1, cfg.steps + 1):
+        cams = int(rng.integers(2, 9))
+        batch = collate([
+            make_example(train_set[int(rng.integers(len(train_set)))], cams, rng, net.planes, cfg.width)
+            for _ in range(cfg.batch)
+        ])
+        batch = {k: v.to(device) for k, v in batch.items()}
+        out = net(batch["ref"], batch["src"], batch["A"], batch["b"], batch["inv"], batch["coc"])
+        losses = depth_loss(out, batch["t_gt"], batch["px_per_t"])
+        opt.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        running.append(float(losses["epe"]))
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            row = {"step": step, "train_epe_px": float(np.mean(running)), "seconds": time.perf_counter() - t1}
+            if step % (cfg.log_every * 4) == 0 or step == cfg.steps:
+                row["val_epe_px"] = validate(net, val_set, cfg, device)
+            curve.append(row)
+            running = []
+            log(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+
+    out_path = Path(cfg.out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    torch.save({"state_dict": state, "planes": net.planes, "version": 1}, out_path)
+    record: dict[str, object] = {
+        "command": command,
+        "config": asdict(cfg),
+        "data": {
+            "generator": "dfocus_capture.sim (random_scene + simulate_burst), dfocus_depth.dataset.render_sample",
+            "train_seeds": [TRAIN_SEED_BASE + cfg.seed * 10_000, TRAIN_SEED_BASE + cfg.seed * 10_000 + cfg.scenes - 1],
+            "validation_seeds": [VALIDATION_SEED_BASE + cfg.seed * 10_000,
+                                 VALIDATION_SEED_BASE + cfg.seed * 10_000 + cfg.validation_scenes - 1],
+            "resolution": [cfg.width, cfg.height],
+            "cameras_per_scene": 8,
+        },
+        "render_seconds": round(render_s, 1),
+        "train_seconds": round(time.perf_counter() - t1, 1),
+        "device": str(device),
+        "torch": torch.__version__,
+        "machine": platform.machine() + " " + platform.processor(),
+        "parameters": sum(p.numel() for p in net.parameters()),
+        "curve": curve,
+        "final_val_epe_px": curve[-1].get("val_epe_px"),
+    }
+    out_path.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
+    log(f"saved {out_path} ({out_path.stat().st_size / 1e6:.2f} MB) and {out_path.with_suffix('.json').name}")
+    return record

@@ -36,7 +36,13 @@ def find_config(name: str) -> Path | None:
 
 
 def apply_default_profile() -> Path | None:
-    """Point Fast DDS at the project's profile unless one is already configured."""
+    """Point Fast DDS at the project's profile unless one is already configured.
+
+    DFOCUS_DDS_PROFILE=off keeps Fast DDS on its built-in defaults (the benchmark's baseline).
+    """
+    if os.environ.get("DFOCUS_DDS_PROFILE", "").lower() == "off":
+        os.environ.pop(ENV, None)
+        return None
     if os.environ.get(ENV):
         return Path(os.environ[ENV])
     path = find_config(PROFILE_NAME)

@@ -34,6 +34,7 @@ class Session:
         self.ws = ws
         self.controls = Controls()
         self.mask: np.ndarray | None = None
+        self.mask_sequence_id = 0  # the scene the mask was painted on
         self.render_task: asyncio.Task[None] | None = None
         self.capture_task: asyncio.Task[None] | None = None
         self.preview_task: asyncio.Task[None] | None = None
@@ -93,6 +94,7 @@ class Session:
             else:
                 w, h = scene.size
                 self.mask = await asyncio.to_thread(decode_mask, data, w, h)
+                self.mask_sequence_id = scene.sequence_id
         except UiError as exc:
             self.mask = None
             await self.send("error", message=f"Painting ignored: {exc}")
@@ -101,7 +103,7 @@ class Session:
     # --- focal plane and live preview --------------------------------------------------------------
     def scene_mask(self, scene: Scene | None) -> np.ndarray | None:
         """The mask if it was painted on this scene's image (a mask from another burst is dropped)."""
-        if self.mask is None or scene is None or self.mask.shape[:2] != scene.image.shape[:2]:
+        if self.mask is None or scene is None or self.mask_sequence_id != scene.sequence_id:
             return None
         return self.mask
 

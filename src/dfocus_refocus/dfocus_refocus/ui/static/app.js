@@ -24,6 +24,7 @@ const state = {
   plane: null,
   sendQueued: false,
   lastMaskSend: 0,
+  loads: 0,
 };
 
 // ---------- log-scale sliders ----------
@@ -47,10 +48,15 @@ function fNumber() {
 }
 
 // ---------- messages ----------
-function showBanner(text, kind = "error") {
+// `key` names a condition that a later event may clear (clearBanner) once it no longer holds.
+function showBanner(text, kind = "error", key = "") {
+  $("banner").dataset.key = key;
   $("banner-text").textContent = text;
   $("banner").className = kind === "info" ? "info" : "";
   $("banner").hidden = false;
+}
+function clearBanner(key) {
+  if ($("banner").dataset.key === key) $("banner").hidden = true;
 }
 $("banner-close").onclick = () => { $("banner").hidden = true; };
 
@@ -80,6 +86,11 @@ function controls() {
 
 // Coalesce bursts of input events into one request per animation frame.
 function sendControls() {
+  const resultView = document.querySelector("input[name=view][value=result]");
+  if (resultView.checked) {  // a control moved: show the live preview again
+    document.querySelector("input[name=view][value=preview]").checked = true;
+    updateBase();
+  }
   if (state.sendQueued) return;
   state.sendQueued = true;
   requestAnimationFrame(() => {
@@ -97,14 +108,14 @@ function connect() {
     state.retryMs = 500;
     $("link").textContent = "connected";
     $("link").className = "link up";
-    if (!$("banner").hidden && $("banner-text").textContent.startsWith("Lost the connection")) $("banner").hidden = true;
+    clearBanner("link");
     send({ op: "sequences" });
   };
   ws.onclose = () => {
     $("link").textContent = "offline";
     $("link").className = "link down";
     if (state.rendering) renderEnded("The connection to the ui node dropped during the render.");
-    showBanner("Lost the connection to the ui node. Reconnecting…");
+    showBanner("Lost the connection to the ui node. Reconnecting…", "error", "link");
     setTimeout(connect, state.retryMs);
     state.retryMs = Math.min(5000, state.retryMs * 2);
   };
@@ -172,33 +183,40 @@ async function loadScene(info) {
     state.hasPaint = false;
     state.focusFromMask = false;
     state.previewUrl = null;
+    if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(new ArrayBuffer(0));  // drop the old mask
   }
   $("base").dataset.sequence = String(info.sequence_id);
   updateBase();
   setDownload("dl-npy", info.depth_npy_url);
   setDownload("dl-png16", info.depth_png_url);
   setDownload("dl-ply", info.ply_url);
+  const load = ++state.loads;  // a newer scene message makes this load stale
+  $("stage").dataset.depthLoaded = "0";
   if (info.has_depth) {
-    $("overlay").src = `${info.overlay_url}?s=${info.stamp_ns}`;
-    $("overlay").hidden = !$("overlay-on").checked;
-    const keepFocus = state.scene && state.depth ? toMetres(Number($("focus").value), state.range) : null;
-    state.range = [info.depth_min_m, info.depth_max_m];
-    drawColorbar(info);
+    const keepFocus = state.depth ? toMetres(Number($("focus").value), state.range) : null;
+    let depth = null;
     try {
       const res = await fetch(info.depth_raw_url, { cache: "no-store", signal: AbortSignal.timeout(10000) });
-      state.depth = res.ok ? new Float32Array(await res.arrayBuffer()) : null;
+      if (!res.ok) throw new Error(await res.text());
+      depth = new Float32Array(await res.arrayBuffer());
     } catch (e) {
-      state.depth = null;
       showBanner(`The depth map could not be loaded (${e.message}); the read-out is off.`);
     }
-    if (keepFocus === null) $("focus").value = String(SLIDER_MAX / 2);
-    else $("focus").value = String(toPos(keepFocus, state.range));
+    if (load !== state.loads) return;
+    state.depth = depth;
+    state.range = [info.depth_min_m, info.depth_max_m];
+    $("overlay").src = `${info.overlay_url}?s=${info.stamp_ns}`;
+    $("overlay").hidden = !$("overlay-on").checked;
+    drawColorbar(info);
+    $("focus").value = String(keepFocus === null ? SLIDER_MAX / 2 : toPos(keepFocus, state.range));
+    $("stage").dataset.depthLoaded = depth ? "1" : "0";
+    clearBanner("depth");
   } else {
     $("overlay").hidden = true;
     $("overlay").removeAttribute("src");
     state.depth = null;
     $("colorbar-box").hidden = true;
-    showBanner(`Sequence ${info.sequence_id} has no depth map yet (is the depth node running?).`, "info");
+    showBanner(`Sequence ${info.sequence_id} has no depth map yet (is the depth node running?).`, "info", "depth");
   }
   refreshOutputs();
   sendControls();
@@ -237,7 +255,9 @@ function niceTicks(lo, hi) {
       if (v >= lo && v <= hi) out.push(v);
     }
   }
-  return out.length >= 2 ? out : [lo, hi];
+  // Label both ends too, unless a round value sits right next to them.
+  const near = (a, b) => Math.abs(Math.log(a / b)) < 0.12 * Math.log(hi / lo);
+  return [lo, ...out.filter((v) => !near(v, lo) && !near(v, hi)), hi];
 }
 
 function setDownload(id, url) {
@@ -275,8 +295,8 @@ function refreshOutputs() {
   $("near-out").textContent = fmtM(toMetres(Number($("near").value), state.range));
   $("far-out").textContent = fmtM(toMetres(Number($("far").value), state.range));
   const f = fNumber();
-  $("fnum-out").textContent = f === 0 ? `camera (f/${state.scene ? state.scene.camera_f_number : "?"})`
-    : `f/${f.toFixed(1)}`;
+  $("fnum-out").textContent = f === 0
+    ? `camera f/${state.scene ? state.scene.camera_f_number.toFixed(1) : "?"}` : `f/${f.toFixed(1)}`;
   $("bokeh-out").textContent = `${Number($("bokeh").value).toFixed(2)}×`;
   $("brush-out").textContent = `${$("brush").value} px`;
   $("overlay-opacity-out").textContent = `${$("overlay-opacity").value} %`;

@@ -3,12 +3,11 @@ thin-lens defocus, a Poisson-Gaussian sensor, and whole bursts with actuator shi
 tremor, with ground-truth depth and all-in-focus images. It is the `sim` camera backend and the
 depth network's training-data generator."""
 
-from dfocus_capture.sim.motion import ArrayMotion, MotionError, Tremor, shift_pattern
+from dfocus_capture.sim.motion import ArrayMotion, MotionError
 from dfocus_capture.sim.render import RenderError, ThinLensRenderer, View
 from dfocus_capture.sim.scene import Scene, SceneError, Surface, random_scene
 from dfocus_capture.sim.sensor import SensorError, SensorNoise
-from dfocus_capture.sim.simulate import SimBurst, bracket_focus, simulate_burst
+from dfocus_capture.sim.simulate import SimBurst, make_motion, simulate_burst
 
 __all__ = ["ArrayMotion", "MotionError", "RenderError", "Scene", "SceneError", "SensorError", "SensorNoise",
-           "SimBurst", "Surface", "ThinLensRenderer", "Tremor", "View", "bracket_focus", "random_scene",
-           "shift_pattern", "simulate_burst"]
+           "SimBurst", "Surface", "ThinLensRenderer", "View", "make_motion", "random_scene", "simulate_burst"]

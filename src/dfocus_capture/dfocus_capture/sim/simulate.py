@@ -10,9 +10,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from dfocus_capture.burst import FOCUS_BRACKET, FOCUS_FIXED, Burst, BurstFrame
+from dfocus_capture.burst import FOCUS_FIXED, Burst, BurstFrame
 from dfocus_capture.calibration import ArrayCalibration
-from dfocus_capture.sim.motion import ArrayMotion, MotionError, Tremor, shift_pattern
+from dfocus_capture.hand_motion import HandTremor
+from dfocus_capture.shift_patterns import PATTERN_NAMES, focus_plan, shift_targets
+from dfocus_capture.sim.motion import ArrayMotion, MotionError
 from dfocus_capture.sim.render import ThinLensRenderer
 from dfocus_capture.sim.scene import Scene, random_scene
 from dfocus_capture.sim.sensor import SensorNoise
@@ -32,34 +34,19 @@ class SimBurst:
     textureless_mask: np.ndarray
 
 
-def bracket_focus(calibration: ArrayCalibration, num_shots: int, bracket_m: tuple[float, float]) -> np.ndarray:
-    """Focus distance (m) per (shot, camera) for a focus bracket: shots x cameras samples evenly
-    spaced in diopters between the bracket limits. Each camera sweeps its own contiguous part of
-    the range (short focus moves between shots), nearest part to the camera focused nearest."""
-    near, far = float(min(bracket_m)), float(max(bracket_m))
-    if not (near > 0 and np.isfinite(far)):
-        raise MotionError(f"bracket_m must be two positive distances, got {bracket_m}")
-    n_cam = len(calibration.cameras)
-    total = num_shots * n_cam
-    t = (np.arange(total) + 0.5) / total if total > 1 else np.array([0.5])
-    dioptres = 1.0 / near + t * (1.0 / far - 1.0 / near)  # near -> far
-    order = np.argsort([c.focus_distance_m for c in calibration.cameras], kind="stable")
-    out = np.empty((num_shots, n_cam))
-    for rank, cam_index in enumerate(order):
-        out[:, cam_index] = 1.0 / dioptres[rank * num_shots : (rank + 1) * num_shots]
-    return out
-
-
 def make_motion(
-    num_shots: int, seed: int, shift_pattern_name: str, shift_amplitude_mm: float, hand_held: bool,
-    shot_interval_s: float = 0.1,
+    num_shots: int, seed: int, pattern: str, shift_amplitude_mm: float, hand_held: bool, shot_interval_s: float = 0.1
 ) -> ArrayMotion:
-    rng = np.random.default_rng([seed, 1])
+    """The burst's motion: the shift pattern by name ('circle', 'line', 'random', 'none') and,
+    hand-held, tremor seeded from `seed`."""
+    codes = {name: code for code, name in PATTERN_NAMES.items()}
+    if pattern not in codes:
+        raise MotionError(f"shift_pattern must be one of {sorted(codes)}, got {pattern!r}")
     return ArrayMotion(
-        shift_mm=shift_pattern(shift_pattern_name, num_shots, shift_amplitude_mm, rng),
+        shift_mm=shift_targets(codes[pattern], num_shots, shift_amplitude_mm, seed=seed),
         shot_interval_s=shot_interval_s,
         move_time_s=0.4 * shot_interval_s,
-        tremor=Tremor.random(rng) if hand_held else None,
+        tremor=HandTremor(seed) if hand_held else None,
     )
 
 
@@ -79,17 +66,14 @@ def simulate_burst(
     exposure_time_s: float = 0.01,
     start_stamp_ns: int = 0,
 ) -> SimBurst:
-    """Render num_shots x cameras frames of `scene` (default: random_scene(seed))."""
-    if focus_mode not in (FOCUS_FIXED, FOCUS_BRACKET):
-        raise MotionError(f"focus_mode must be {FOCUS_FIXED} (fixed) or {FOCUS_BRACKET} (bracket), got {focus_mode}")
+    """Render num_shots x cameras frames of `scene` (default: random_scene(seed)). Raises
+    MotionError / ShotPlanError / RenderError on impossible requests."""
     scene = scene if scene is not None else random_scene(seed)
     renderer = ThinLensRenderer(scene)
     motion = make_motion(num_shots, seed, shift_pattern, shift_amplitude_mm, hand_held, shot_interval_s)
     n_cam = len(calibration.cameras)
-    if focus_mode == FOCUS_BRACKET:
-        focus = bracket_focus(calibration, num_shots, bracket_m or DEFAULT_BRACKET_M)
-    else:
-        focus = np.array([[c.focus_distance_m for c in calibration.cameras]] * num_shots)
+    near, far = bracket_m or DEFAULT_BRACKET_M
+    focus = focus_plan(focus_mode, num_shots, [c.focus_distance_m for c in calibration.cameras], near, far)
     sensor = noise if isinstance(noise, SensorNoise) else (SensorNoise() if noise else None)
     rng = np.random.default_rng([seed, 2])
     ref_inv = np.linalg.inv(calibration.reference.T_ref_cam)

@@ -62,6 +62,28 @@ def log_so3(R: np.ndarray) -> np.ndarray:
     return np.asarray(angle / (2 * math.sin(angle)) * w, dtype=np.float64)
 
 
+def exp_so3_many(phi: np.ndarray) -> np.ndarray:
+    """(n, 3, 3) rotation matrices of the rotation vectors phi (n, 3)."""
+    angle = np.linalg.norm(phi, axis=1)[:, None, None]
+    K = np.zeros((len(phi), 3, 3))
+    K[:, 0, 1], K[:, 0, 2], K[:, 1, 2] = -phi[:, 2], phi[:, 1], -phi[:, 0]
+    K[:, 1, 0], K[:, 2, 0], K[:, 2, 1] = phi[:, 2], -phi[:, 1], phi[:, 0]
+    safe = np.where(angle < 1e-8, 1.0, angle)
+    a = np.where(angle < 1e-8, 1.0, np.sin(safe) / safe)
+    b = np.where(angle < 1e-8, 0.5, (1 - np.cos(safe)) / safe**2)
+    return np.asarray(np.eye(3)[None] + a * K + b * (K @ K), dtype=np.float64)
+
+
+def log_so3_many(R: np.ndarray) -> np.ndarray:
+    """(n, 3) rotation vectors of (n, 3, 3) rotation matrices (angles below pi)."""
+    cos = np.clip((np.trace(R, axis1=1, axis2=2) - 1) / 2, -1.0, 1.0)
+    angle = np.arccos(cos)
+    w = np.stack([R[:, 2, 1] - R[:, 1, 2], R[:, 0, 2] - R[:, 2, 0], R[:, 1, 0] - R[:, 0, 1]], axis=1)
+    safe = np.where(angle < 1e-8, 1.0, angle)
+    scale = np.where(angle < 1e-8, 0.5, safe / (2 * np.sin(safe)))
+    return np.asarray(scale[:, None] * w, dtype=np.float64)
+
+
 def right_jacobian(theta: np.ndarray) -> np.ndarray:
     """J_r of SO(3): body angular velocity = J_r(theta) @ d(theta)/dt for R = exp(theta)."""
     angle = float(np.linalg.norm(theta))
@@ -87,11 +109,14 @@ class HandTremor:
         self._amp = weights * scale[:, None] * math.sqrt(2)
         self._phase = rng.uniform(0, 2 * np.pi, (6, n))
 
-    def _terms(self, t: float, derivative: int) -> np.ndarray:
-        arg = self._w * t + self._phase
+    def _terms(self, t: float | np.ndarray, derivative: int) -> np.ndarray:
+        """The 6 axes (tx ty tz rx ry rz) or their time derivative at t: shape (6,), or (n, 6)."""
+        ts = np.atleast_1d(np.asarray(t, dtype=np.float64))
+        arg = self._w[None] * ts[:, None, None] + self._phase[None]
         a = self._amp * self._w**derivative
         wave = (np.sin, np.cos, lambda x: -np.sin(x), lambda x: -np.cos(x))[derivative](arg)
-        return np.asarray((a * wave).sum(axis=1), dtype=np.float64)
+        out = np.asarray((a[None] * wave).sum(axis=2), dtype=np.float64)
+        return out[0] if np.ndim(t) == 0 else out
 
     def pose_at(self, t: float) -> np.ndarray:
         """4x4 array pose in the world frame at time t (s)."""
@@ -101,9 +126,13 @@ class HandTremor:
         T[:3, 3] = x[:3]
         return T
 
-    def velocity_at(self, t: float) -> np.ndarray:
-        """World-frame linear velocity of the array origin, m/s."""
-        return self._terms(t, 1)[:3]
+    def rotations_at(self, ts: np.ndarray) -> np.ndarray:
+        """(n, 3, 3) array attitudes at the times ts."""
+        return exp_so3_many(self._terms(np.asarray(ts, dtype=np.float64), 0)[:, 3:])
+
+    def velocity_at(self, t: float | np.ndarray) -> np.ndarray:
+        """World-frame linear velocity of the array origin, m/s: (3,) or (n, 3)."""
+        return self._terms(t, 1)[..., :3]
 
     def acceleration_at(self, t: float) -> np.ndarray:
         """World-frame linear acceleration of the array origin (gravity not included), m/s^2."""

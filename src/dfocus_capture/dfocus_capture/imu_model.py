@@ -12,12 +12,13 @@ level.
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from dfocus_capture.hand_motion import HandTremor, log_so3
+from dfocus_capture.hand_motion import HandTremor, log_so3_many
 
 GRAVITY_M_S2 = 9.80665
 
@@ -54,7 +55,7 @@ class ActuatorTrack:
     """The stage trajectory from its published positions: the velocity is piecewise linear through
     the mean velocities of the sample intervals (at their midpoints), held at the ends."""
 
-    def __init__(self, max_samples: int = 4096) -> None:
+    def __init__(self, max_samples: int = 1024) -> None:
         self._t: list[float] = []
         self._p: list[np.ndarray] = []
         self.max_samples = max_samples
@@ -71,14 +72,23 @@ class ActuatorTrack:
         if len(self._t) > self.max_samples:
             del self._t[0], self._p[0]
 
+    def _interval_velocity(self, k: int) -> tuple[float, np.ndarray]:
+        """Midpoint time and mean velocity of the sample interval [t_k, t_k+1]."""
+        t0, t1 = self._t[k], self._t[k + 1]
+        return 0.5 * (t0 + t1), (self._p[k + 1] - self._p[k]) / (t1 - t0)
+
     def velocity_at(self, t: float) -> np.ndarray:
         """m/s in the array frame: linear between the midpoints of the sample intervals."""
-        if len(self._t) < 2:
+        n = len(self._t)
+        if n < 2:
             return np.zeros(3)
-        t_arr, p_arr = np.asarray(self._t), np.asarray(self._p)
-        mid = 0.5 * (t_arr[1:] + t_arr[:-1])
-        vel = np.diff(p_arr, axis=0) / np.diff(t_arr)[:, None]
-        return np.array([np.interp(t, mid, vel[:, i]) for i in range(3)])
+        k = min(max(bisect.bisect_right(self._t, t) - 1, 0), n - 2)  # the interval holding t
+        m, v = self._interval_velocity(k)
+        j = k + 1 if t >= m else k - 1  # the neighbouring interval on t's side of the midpoint
+        if not 0 <= j <= n - 2:
+            return v  # held beyond the first / last midpoint
+        m2, v2 = self._interval_velocity(j)
+        return np.asarray(v + (v2 - v) * (t - m) / (m2 - m), dtype=np.float64)
 
     def position_at(self, t: float) -> np.ndarray:
         """m, linear between samples."""
@@ -107,35 +117,48 @@ class ImuSimulator:
         self.accel_bias = self._rng.normal(0.0, noise.accel_bias_sigma, 3)
         self._last_t: float | None = None
 
-    def true_motion(self, t: float, period_s: float) -> tuple[np.ndarray, np.ndarray]:
-        """Body angular velocity (rad/s) and specific force (m/s^2) averaged over (t - period, t],
-        as the sensor's decimation filter delivers them, without sensor errors. Averages are exact
-        differences of the attitude and velocity, so integrating the readings loses nothing."""
-        t0 = t - period_s
-        R: np.ndarray = np.eye(3)
-        omega: np.ndarray = np.zeros(3)
-        vel0, vel1 = self.stage.velocity_at(t0), self.stage.velocity_at(t)
-        if self.tremor is not None:
-            R0, R = self.tremor.pose_at(t0)[:3, :3], self.tremor.pose_at(t)[:3, :3]
-            omega = log_so3(R0.T @ R) / period_s
+    def true_motion(self, ts: np.ndarray, period_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """Body angular velocity (rad/s) and specific force (m/s^2), (n, 3) each, averaged over
+        (t - period, t] as the sensor's decimation filter delivers them, without sensor errors.
+        The averages are exact differences of attitude and velocity: integrating them loses nothing."""
+        t1 = np.asarray(ts, dtype=np.float64)
+        t0 = t1 - period_s
+        stage0 = np.array([self.stage.velocity_at(t) for t in t0])
+        stage1 = np.array([self.stage.velocity_at(t) for t in t1])
+        if self.tremor is None:
+            R1: np.ndarray = np.broadcast_to(np.eye(3), (len(t1), 3, 3))
+            omega: np.ndarray = np.zeros((len(t1), 3))
+            vel0, vel1 = stage0, stage1
+        else:
+            R0, R1 = self.tremor.rotations_at(t0), self.tremor.rotations_at(t1)
+            omega = log_so3_many(np.einsum("nji,njk->nik", R0, R1)) / period_s
             # The stage moves the array in its own (tremor-rotated) frame.
-            vel0 = self.tremor.velocity_at(t0) + R0 @ vel0
-            vel1 = self.tremor.velocity_at(t) + R @ vel1
-        return omega, R.T @ ((vel1 - vel0) / period_s - self.gravity)
+            vel0 = self.tremor.velocity_at(t0) + np.einsum("nij,nj->ni", R0, stage0)
+            vel1 = self.tremor.velocity_at(t1) + np.einsum("nij,nj->ni", R1, stage1)
+        force = np.einsum("nji,nj->ni", R1, (vel1 - vel0) / period_s - self.gravity)
+        return omega, force
+
+    def samples(self, ts: np.ndarray, rate_hz: float) -> tuple[np.ndarray, np.ndarray]:
+        """Readings (gyro rad/s, accel m/s^2), (n, 3) each, at increasing times ts of a sensor
+        sampling at rate_hz."""
+        n = self.noise
+        ts = np.asarray(ts, dtype=np.float64)
+        prev = np.concatenate([[self._last_t if self._last_t is not None else ts[0]], ts[:-1]])
+        step = np.sqrt(np.maximum(ts - prev, 0.0))[:, None]
+        gyro_bias = self.gyro_bias + np.cumsum(self._rng.normal(0.0, n.gyro_bias_walk, (len(ts), 3)) * step, axis=0)
+        accel_bias = self.accel_bias + np.cumsum(self._rng.normal(0.0, n.accel_bias_walk, (len(ts), 3)) * step,
+                                                 axis=0)
+        self.gyro_bias, self.accel_bias, self._last_t = gyro_bias[-1], accel_bias[-1], float(ts[-1])
+        omega, force = self.true_motion(ts, 1.0 / rate_hz)
+        # White noise density -> per-sample sigma over the sensor bandwidth (rate / 2): d * sqrt(rate).
+        gyro = omega + gyro_bias + self._rng.normal(0.0, n.gyro_noise_density * math.sqrt(rate_hz), omega.shape)
+        accel = force + accel_bias + self._rng.normal(0.0, n.accel_noise_density * math.sqrt(rate_hz), force.shape)
+        return _adc(gyro, n.gyro_range, n.bits), _adc(accel, n.accel_range, n.bits)
 
     def sample(self, t: float, rate_hz: float) -> tuple[np.ndarray, np.ndarray]:
-        """One reading (gyro rad/s, accel m/s^2) at time t for a sensor sampling at rate_hz."""
-        n = self.noise
-        if self._last_t is not None and t > self._last_t:
-            step = math.sqrt(t - self._last_t)
-            self.gyro_bias = self.gyro_bias + self._rng.normal(0.0, n.gyro_bias_walk * step, 3)
-            self.accel_bias = self.accel_bias + self._rng.normal(0.0, n.accel_bias_walk * step, 3)
-        self._last_t = t
-        omega, force = self.true_motion(t, 1.0 / rate_hz)
-        # White noise density -> per-sample sigma over the sensor bandwidth (rate / 2) : d * sqrt(rate).
-        gyro = omega + self.gyro_bias + self._rng.normal(0.0, n.gyro_noise_density * math.sqrt(rate_hz), 3)
-        accel = force + self.accel_bias + self._rng.normal(0.0, n.accel_noise_density * math.sqrt(rate_hz), 3)
-        return _adc(gyro, n.gyro_range, n.bits), _adc(accel, n.accel_range, n.bits)
+        """One reading (gyro, accel) at time t."""
+        gyro, accel = self.samples(np.array([t]), rate_hz)
+        return gyro[0], accel[0]
 
 
 def _adc(value: np.ndarray, full_scale: float, bits: int) -> np.ndarray:

@@ -72,8 +72,8 @@ def layered_burst(sequence_id: int, seed: int) -> tuple[Any, np.ndarray]:
             noisy = out * 255 + rng.normal(0, 1.5, out.shape)
             image = np.clip(noisy, 0, 255).astype(np.uint8)
             frames.append(BurstFrame(camera_index=c, shot_index=shot, camera=cam, image=image, stamp_ns=0))
-    burst = Burst(sequence_id=sequence_id, reference_camera=cal.reference_camera, num_shots=2, num_cameras=len(cal.cameras),
-                  frames=frames, stamp_ns=time.time_ns())
+    burst = Burst(sequence_id=sequence_id, reference_camera=cal.reference_camera, num_shots=2,
+                  num_cameras=len(cal.cameras), frames=frames, stamp_ns=time.time_ns())
     return burst, depth
 
 
@@ -83,11 +83,11 @@ def graph(rclpy_context: Any, spin: Callable[..., Any], node_processes: Any, wai
     """ui + refocus node processes in /test, a latched burst and depth published from here."""
     import rclpy
     from sensor_msgs.msg import Image
+    from std_msgs.msg import Header
 
     from dfocus_capture import qos
     from dfocus_capture.ros_convert import burst_to_msg, image_to_msg, ns_to_stamp
     from dfocus_interfaces.msg import FocusSequence
-    from std_msgs.msg import Header
 
     node = rclpy.create_node("ui_test_feed", namespace="/test", context=rclpy_context)
     seq_pub = node.create_publisher(FocusSequence, "capture/sequence", qos.LATCHED)
@@ -139,7 +139,7 @@ def browser() -> Iterator[Any]:
 
 def image_pixels(page: Any, selector: str) -> np.ndarray:
     """The decoded pixels of an <img> as the browser shows them (drawn into a canvas)."""
-    page.wait_for_function("(sel) => { const i = document.querySelector(sel); return i.complete && i.naturalWidth > 0; }",
+    page.wait_for_function("(s) => { const i = document.querySelector(s); return i.complete && i.naturalWidth > 0; }",
                            arg=selector)
     flat = page.evaluate(
         """(sel) => { const img = document.querySelector(sel); const c = document.createElement('canvas');

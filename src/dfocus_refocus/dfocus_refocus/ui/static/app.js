@@ -281,6 +281,10 @@ function showPlane(m) {
   el.className = "range";
   Object.assign(el.dataset, { ok: "1", near: m.near_m, far: m.far_m ?? "inf", focus: m.focus_m,
     fromMask: m.from_mask ? "1" : "0" });
+  if (!$("dof-manual").checked) {  // the disabled near/far sliders show the lens depth of field
+    $("near").value = String(toPos(m.near_m, state.range));
+    $("far").value = String(toPos(m.far_m ?? state.range[1], state.range));
+  }
   if (m.from_mask && state.focusFromMask) {
     // Show where the painting put the plane without sending it back as a slider move.
     $("focus").value = String(toPos(m.focus_m, state.range));

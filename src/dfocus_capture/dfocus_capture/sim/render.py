@@ -58,6 +58,11 @@ class PinholeRender:
 def _clip(points: np.ndarray, planes: np.ndarray) -> np.ndarray:
     """Sutherland-Hodgman clip of a convex polygon (Nx3) to the half-spaces n . p + d >= 0
     (planes: Mx4 rows n, d)."""
+    dists = points @ planes[:, :3].T + planes[:, 3]
+    if np.all(dists >= 0):  # wholly inside: the common case, no clipping needed
+        return points
+    if np.any(np.all(dists < 0, axis=0)):  # wholly outside one plane
+        return points[:0]
     for plane in planes:
         if len(points) == 0:
             break

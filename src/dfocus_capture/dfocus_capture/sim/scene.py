@@ -94,7 +94,7 @@ def rect_polygon(half_u: float, half_v: float) -> np.ndarray:
     return np.array([[-half_u, -half_v], [half_u, -half_v], [half_u, half_v], [-half_u, half_v]])
 
 
-def disc_polygon(radius: float, sides: int = 64) -> np.ndarray:
+def disc_polygon(radius: float, sides: int = 40) -> np.ndarray:
     a = np.linspace(0, 2 * np.pi, sides, endpoint=False)
     return np.stack([radius * np.cos(a), radius * np.sin(a)], axis=1)
 
@@ -254,3 +254,16 @@ def random_scene(
                                      textureless=True))
     return Scene(surfaces=surfaces, environment=environment_map(rng), light_dir=light, seed=seed, near_m=near_m,
                  far_m=far_m)
+
+
+def plane_scene(distance_m: float, seed: int = 0, kind: str = "checker", tile_px: int = 256) -> Scene:
+    """A single fronto-parallel textured wall at `distance_m`: a focus / calibration target."""
+    if not distance_m > 0.05:
+        raise SceneError(f"plane distance must be > 0.05 m, got {distance_m}")
+    rng = np.random.default_rng(seed)
+    light = np.array([0.0, 0.0, -1.0])
+    wall = make_surface("plane", np.array([0.0, 0.0, distance_m]), np.eye(3),
+                        rect_polygon(5.0 * distance_m, 5.0 * distance_m), make_texture(kind, rng, tile_px),
+                        texel_for_depth(distance_m, rng), light)
+    return Scene(surfaces=[wall], environment=environment_map(rng), light_dir=light, seed=seed,
+                 near_m=distance_m, far_m=distance_m)

@@ -14,11 +14,13 @@ KINDS = ("noise", "stripes", "checker", "blobs", "bricks")
 
 
 def _periodic_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
-    """Value noise in [0, 1] that tiles: a cells x cells random grid upsampled with wrap-around."""
-    grid = rng.random((cells, cells)).astype(np.float32)
-    tiled = np.tile(grid, (3, 3))
-    big = cv2.resize(tiled, (3 * size, 3 * size), interpolation=cv2.INTER_CUBIC)
-    return np.clip(big[size : 2 * size, size : 2 * size], 0.0, 1.0)
+    """Value noise in [0, 1] that tiles: a cells x cells random grid, padded with its own wrapped
+    cells so the cubic interpolation is seamless, upsampled and cropped back to one period."""
+    grid = np.pad(rng.random((cells, cells)).astype(np.float32), 2, mode="wrap")
+    cell_px = size / cells
+    big = cv2.resize(grid, (round((cells + 4) * cell_px),) * 2, interpolation=cv2.INTER_CUBIC)
+    off = round(2 * cell_px)
+    return np.clip(big[off : off + size, off : off + size], 0.0, 1.0)
 
 
 def fractal_noise(rng: np.random.Generator, size: int, octaves: int = 6) -> np.ndarray:

@@ -7,6 +7,7 @@ PACKAGE = "dfocus_capture"
 NODES: dict[str, str] = {
     "bag_recorder": "dfocus_capture.bag_recorder_node",
     "bag_player": "dfocus_capture.bag_player_node",
+    "camera_array": "dfocus_capture.camera_array_node",
 }
 
 setup(

@@ -1,0 +1,242 @@
+"""camera_array: the synchronized multi-camera array (sim, folder or v4l2 backend).
+
+Publishes cam<i>/image_raw (rgb8) and cam<i>/camera_info for every camera with one shared stamp
+per trigger (sensor-data QoS), free-running at `rate_hz` (0 = only on request), and serves
+`trigger` (dfocus_interfaces/srv/TriggerCameras): set per-camera focus, fire one synchronized
+exposure, publish it, return the stamp and the focus each camera used.
+
+In `sim` the rendered poses follow the same motion the imu node simulates: the actuator stage
+position from actuators/state and, with `hand_held`, the hand tremor seeded by `seed`.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any
+
+import numpy as np
+import rclpy
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+
+from dfocus_capture.calibration import CalibrationError, load_calibration
+from dfocus_capture.dds import apply_default_profile, find_config
+from dfocus_capture.drivers import (
+    BACKENDS,
+    CameraArrayDriver,
+    CapturedImage,
+    DriverError,
+    FolderCameraArray,
+    SimCameraArray,
+    V4l2CameraArray,
+    scene_from_spec,
+)
+from dfocus_capture.hand_motion import HandTremor, TremorConfig
+from dfocus_capture.imu_model import ActuatorTrack, ImuModelError
+from dfocus_capture.params import ParamSpec, declare_params
+from dfocus_capture.qos import RELIABLE, SENSOR
+from dfocus_capture.ros_convert import camera_info_from_model, image_to_msg, ns_to_stamp, stamp_to_ns
+from dfocus_capture.sim.sensor import SensorNoise
+from dfocus_interfaces.msg import ActuatorState
+from dfocus_interfaces.srv import TriggerCameras
+
+PARAMS = [
+    ParamSpec("backend", "sim", "camera backend", choices=BACKENDS, read_only=True),
+    ParamSpec("calibration_file", "", "array calibration (YAML or Middlebury calib.txt); '' = "
+              "config/camera_array.yaml (folder backend: the folder's own calibration)", read_only=True),
+    ParamSpec("rate_hz", 5.0, "free-running trigger rate, Hz (0 = only on trigger requests)", min=0.0, max=120.0),
+    ParamSpec("width", 0, "output width, px (0 = the calibration's)", min=0, max=20000, read_only=True),
+    ParamSpec("height", 0, "output height, px (0 = the calibration's)", min=0, max=20000, read_only=True),
+    ParamSpec("seed", 0, "sim: seed of the scene and of the hand tremor (same as the imu node's)", min=0,
+              max=2**31 - 1, read_only=True),
+    ParamSpec("scene", "random", "sim: 'random', 'random:NEAR:FAR' (m) or 'plane:DISTANCE' (m)", read_only=True),
+    ParamSpec("noise", True, "sim: sensor noise, vignetting and quantisation", read_only=True),
+    ParamSpec("exposure_time_s", 0.01, "sim: exposure time, s (a trigger lasts exposure + readout)", min=1e-5,
+              max=1.0, read_only=True),
+    ParamSpec("hand_held", False, "sim: add the hand tremor to the rendered poses", read_only=True),
+    ParamSpec("tremor_translation_rms_mm", 0.3, "sim: hand tremor translation RMS, mm", min=0.0, max=10.0,
+              read_only=True),
+    ParamSpec("tremor_rotation_rms_mrad", 2.0, "sim: hand tremor rotation RMS, mrad", min=0.0, max=50.0,
+              read_only=True),
+    ParamSpec("follow_actuators", True, "sim: shift the rendered array by actuators/state", read_only=True),
+    ParamSpec("fail_camera", -1, "sim fault injection: this camera index stops delivering (-1 = none)", min=-1,
+              max=63),
+    ParamSpec("fail_after", 0, "sim fault injection: ... after this many triggers", min=0, max=1_000_000),
+    ParamSpec("folder", "", "folder: burst folder (images + calibration)", read_only=True),
+    ParamSpec("devices", "", "v4l2: comma-separated devices, one per camera (e.g. /dev/video0,/dev/video2)",
+              read_only=True),
+]
+
+
+def create_driver(p: dict[str, Any], stage: ActuatorTrack | None, tremor: HandTremor | None) -> CameraArrayDriver:
+    """The backend the parameters ask for (raises DriverError / CalibrationError)."""
+    backend = p["backend"]
+    if backend == "folder":
+        if not p["folder"]:
+            raise DriverError("backend 'folder' needs the 'folder' parameter")
+        return FolderCameraArray(p["folder"], p["calibration_file"] or None, p["width"], p["height"])
+    calib_path = p["calibration_file"] or find_config("camera_array.yaml")
+    if calib_path is None:
+        raise DriverError("no calibration_file given and config/camera_array.yaml not found")
+    calibration = load_calibration(calib_path)
+    if backend == "v4l2":
+        devices = [d.strip() for d in p["devices"].split(",") if d.strip()]
+        return V4l2CameraArray(calibration, devices, p["width"], p["height"])
+
+    def array_pose(stamp_ns: int) -> np.ndarray:
+        t = stamp_ns * 1e-9
+        stage_pose = np.eye(4)
+        if stage is not None:
+            stage_pose[:3, 3] = stage.position_at(t)
+        return stage_pose if tremor is None else np.asarray(tremor.pose_at(t) @ stage_pose)
+
+    return SimCameraArray(
+        calibration, p["width"], p["height"], scene=scene_from_spec(p["scene"], p["seed"]), seed=p["seed"],
+        noise=SensorNoise() if p["noise"] else None, exposure_time_s=p["exposure_time_s"],
+        fail_camera=p["fail_camera"], fail_after=p["fail_after"], array_pose=array_pose,
+    )
+
+
+class CameraArrayNode(Node):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("camera_array", **kwargs)
+        self.params = declare_params(self, PARAMS, self._on_change)
+        p = self.params
+        self._stage: ActuatorTrack | None = None
+        tremor = None
+        if p["backend"] == "sim":
+            if p["follow_actuators"]:
+                self._stage = ActuatorTrack()
+                self.create_subscription(ActuatorState, "actuators/state", self._on_stage, RELIABLE)
+            if p["hand_held"]:
+                tremor = HandTremor(p["seed"], TremorConfig(p["tremor_translation_rms_mm"],
+                                                            p["tremor_rotation_rms_mrad"]))
+        self.driver = create_driver(p, self._stage, tremor)
+        self.driver.open()
+        self._lock = threading.Lock()  # one trigger at a time: the driver is not re-entrant
+        self._group = MutuallyExclusiveCallbackGroup()
+        n = self.driver.num_cameras
+        self._image_pubs = [self.create_publisher(Image, f"cam{i}/image_raw", SENSOR) for i in range(n)]
+        self._info_pubs = [self.create_publisher(CameraInfo, f"cam{i}/camera_info", SENSOR) for i in range(n)]
+        self.create_service(TriggerCameras, "trigger", self._on_trigger, callback_group=self._group)
+        self._timer = None
+        self._set_rate(p["rate_hz"])
+        w, h = self.driver.resolution
+        self.get_logger().info(
+            f"{p['backend']} camera array: {n} cameras at {w}x{h}, "
+            + (f"free-running at {p['rate_hz']:g} Hz" if p["rate_hz"] > 0 else "trigger-only")
+        )
+
+    def _on_change(self, changes: dict[str, Any]) -> str | None:
+        if "rate_hz" in changes:
+            self._set_rate(float(changes["rate_hz"]))
+        if "fail_camera" in changes or "fail_after" in changes:
+            if not isinstance(self.driver, SimCameraArray):
+                return "fault injection needs the sim backend"
+            camera = int(changes.get("fail_camera", self.driver.fail_camera))
+            if camera >= self.driver.num_cameras:
+                return f"fail_camera {camera} out of range (the array has {self.driver.num_cameras} cameras)"
+            self.driver.fail_camera = camera
+            self.driver.fail_after = int(changes.get("fail_after", self.driver.fail_after))
+        return None
+
+    def _set_rate(self, rate_hz: float) -> None:
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+            self._timer = None
+        if rate_hz > 0:
+            self._timer = self.create_timer(1.0 / rate_hz, self._free_run, callback_group=self._group)
+
+    def _on_stage(self, msg: ActuatorState) -> None:
+        assert self._stage is not None
+        try:
+            self._stage.add(stamp_to_ns(msg.header.stamp) * 1e-9, np.asarray(msg.position_mm, np.float64))
+        except ImuModelError as exc:
+            self.get_logger().warning(f"ignoring actuators/state: {exc}", throttle_duration_sec=5.0)
+
+    def _capture(self) -> list[CapturedImage]:
+        with self._lock:
+            images = self.driver.trigger()
+        for shot in images:
+            header = Header(stamp=ns_to_stamp(shot.stamp_ns), frame_id=f"{shot.camera.name}_optical_frame")
+            self._image_pubs[shot.camera_index].publish(image_to_msg(shot.image, "rgb8", header))
+            self._info_pubs[shot.camera_index].publish(camera_info_from_model(shot.camera, header))
+        return images
+
+    def _missing(self, images: list[CapturedImage]) -> list[str]:
+        got = {s.camera_index for s in images}
+        return [c.name for i, c in enumerate(self.driver.calibration.cameras) if i not in got]
+
+    def _free_run(self) -> None:
+        try:
+            images = self._capture()
+        except DriverError as exc:
+            self.get_logger().error(f"trigger failed: {exc}", throttle_duration_sec=2.0)
+            return
+        missing = self._missing(images)
+        if missing:
+            self.get_logger().warning(f"no image from {', '.join(missing)}", throttle_duration_sec=2.0)
+
+    def _on_trigger(self, req: TriggerCameras.Request, res: TriggerCameras.Response) -> TriggerCameras.Response:
+        focus = list(req.focus_distances_m)
+        n = self.driver.num_cameras
+        if focus and len(focus) != n:
+            res.success, res.message = False, f"got {len(focus)} focus distances for {n} cameras"
+            return res
+        bad = [f for f in focus if not (math.isfinite(f) and f > 0)]
+        if bad:
+            res.success, res.message = False, f"focus distances must be positive metres, got {bad}"
+            return res
+        try:
+            with self._lock:
+                for i, f in enumerate(focus):
+                    self.driver.set_focus(i, float(f))
+            images = self._capture()
+        except DriverError as exc:
+            res.success, res.message = False, str(exc)
+            return res
+        if not images:
+            res.success, res.message = False, "no camera delivered an image"
+            return res
+        res.stamp = ns_to_stamp(images[0].stamp_ns)
+        by_index = {s.camera_index: s.camera.focus_distance_m for s in images}
+        used = [by_index.get(i, self.driver.focus_m[i]) for i in range(n)]
+        res.focus_distances_m = [float(f) for f in used]
+        missing = self._missing(images)
+        res.success = not missing
+        res.message = f"no image from {', '.join(missing)}" if missing else f"{len(images)} cameras exposed"
+        return res
+
+    def close(self) -> None:
+        with self._lock:
+            self.driver.close()
+
+
+def main(args: list[str] | None = None) -> int:
+    apply_default_profile()
+    rclpy.init(args=args)
+    try:
+        node = CameraArrayNode()
+    except (DriverError, CalibrationError, ValueError) as exc:
+        rclpy.logging.get_logger("camera_array").error(f"cannot start: {exc}")
+        rclpy.try_shutdown()
+        return 1
+    executor = MultiThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.close()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

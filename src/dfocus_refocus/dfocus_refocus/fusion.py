@@ -35,6 +35,9 @@ class FusionParams:
     sharpness_gamma: float = 0.5  # exponent of the measured relative sharpness (0 = depth cue only)
     sharpness_sigma: float = 2.0  # px, window of the local Laplacian energy
     depth_tolerance: float = 0.03  # relative: nearer by more than this counts as a foreground spill
+    resample_px: float = 1.0  # blur that resampling (warping) adds to every frame but the reference
+    flat_radius_px: int = 6  # no structure above noise within this radius: blur is irrelevant, average
+    equalize: bool = True  # match each frame's smooth gain (exposure, vignetting) to the reference
 
 
 def expected_blur(reg: Registration, index: int) -> np.ndarray:
@@ -72,9 +75,22 @@ def _block_max(a: np.ndarray, step: int) -> np.ndarray:
     return np.asarray(a[: hh * step, : ww * step].reshape(hh, step, ww, step).max(axis=(1, 3)), dtype=np.float32)
 
 
+# Sum of squared taps of the 3x3 Laplacian below: its response to unit white noise has this variance.
+_LAPLACIAN_NOISE_GAIN = 20.0
+
+
+def noise_sigma(image_rgb8: np.ndarray) -> float:
+    """Robust sensor-noise estimate in grey levels (Immerkaer's operator, median of its response so
+    that texture does not inflate it)."""
+    gray = cv2.cvtColor(image_rgb8, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    k = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+    r = cv2.filter2D(gray, -1, k)[1:-1, 1:-1]
+    return float(np.median(np.abs(r)) / (0.6745 * 6.0))
+
+
 def local_sharpness(image_rgb8: np.ndarray, sigma: float) -> np.ndarray:
     gray = cv2.cvtColor(image_rgb8, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    lap = cv2.Laplacian(gray, cv2.CV_32F, ksize=3)
+    lap = cv2.Laplacian(gray, cv2.CV_32F, ksize=1)
     energy = np.square(lap, dtype=np.float32)
     return np.asarray(cv2.GaussianBlur(energy, (0, 0), sigma), dtype=np.float32)
 
@@ -93,20 +109,28 @@ def fusion_weights(
     for k, f in enumerate(reg.frames):
         if f.image.shape[:2] != (h, w) or f.valid.shape != (h, w):
             raise FusionError(f"registered frame {k} is {f.image.shape[:2]}, reference is {(h, w)}")
-        blur[k] = np.where(f.valid, expected_blur(reg, k), np.inf)
+        eff = expected_blur(reg, k)
+        if f.warped:
+            eff = np.sqrt(eff * eff + np.float32(params.resample_px**2))
+        blur[k] = np.where(f.valid, eff, np.inf)
         sharp[k] = np.where(f.valid, local_sharpness(f.image, params.sharpness_sigma), 0.0)
         if progress is not None:
             progress(0.8 * (k + 1) / n)
     best = blur.min(axis=0)
     excess = (blur - best[None]) / np.float32(params.share_px)
+    floor = np.float32(_LAPLACIAN_NOISE_GAIN * max(noise_sigma(reg.reference_frame.image), 0.5) ** 2)
+    structure = _structure(sharp.max(axis=0), floor, params.flat_radius_px)
+    # Where nothing but noise lies within reach, blur changes nothing: let frames that cannot spill
+    # from farther away share the pixel, which averages the noise down.
+    excess *= np.where(blur <= 2 * params.flat_radius_px, structure[None], 1.0)
     weights = np.exp(-0.5 * excess * excess)
     if params.sharpness_gamma > 0:
-        # Relative measured sharpness; the floor keeps flat, noisy areas from ranking by noise.
-        rel = (sharp + 4.0) / (sharp.max(axis=0)[None] + 4.0)
+        # Relative measured sharpness; the noise floor keeps flat areas from ranking by noise.
+        rel = (sharp + floor) / (sharp.max(axis=0)[None] + floor)
         weights *= rel ** np.float32(params.sharpness_gamma)
     weights = np.where(np.isfinite(blur), weights, 0.0).astype(np.float32)
     total = weights.sum(axis=0)
-    ref_k = next(i for i, f in enumerate(reg.frames) if f.valid.all())
+    ref_k = reg.frames.index(reg.reference_frame)
     weights[ref_k] += np.where(total <= 1e-12, 1.0, 0.0).astype(np.float32)
     weights /= np.maximum(weights.sum(axis=0), 1e-12)[None]
     if progress is not None:
@@ -114,17 +138,44 @@ def fusion_weights(
     return weights
 
 
+def _structure(energy: np.ndarray, floor: np.float32, radius: int) -> np.ndarray:
+    """0 where the neighbourhood holds only noise (Laplacian energy near the noise floor), 1 where it
+    clearly holds structure."""
+    near = cv2.dilate(energy, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1)))
+    return np.asarray(np.clip((near - 2.0 * floor) / (4.0 * floor), 0.0, 1.0), dtype=np.float32)
+
+
+def photometric_gain(frame_linear: np.ndarray, ref_linear: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Smooth per-channel gain of a registered frame relative to the reference (exposure,
+    vignetting, lens colour), from heavily low-passed images over the pixels both see."""
+    h, w = valid.shape
+    scale = min(1.0, 64.0 / max(h, w))
+    size = (max(4, round(w * scale)), max(4, round(h * scale)))
+    m = valid.astype(np.float32)[:, :, None]
+    small = [cv2.resize(a, size, interpolation=cv2.INTER_AREA) for a in (frame_linear * m, ref_linear * m)]
+    sigma = 0.08 * max(size)
+    num, den = (cv2.GaussianBlur(a, (0, 0), sigma) for a in small)
+    gain = np.clip(num / np.maximum(den, 1e-6), 0.5, 2.0)
+    gain = np.where(den > 1e-4, gain, 1.0).astype(np.float32)
+    return np.asarray(cv2.resize(gain, (w, h), interpolation=cv2.INTER_LINEAR), dtype=np.float32)
+
+
 def fuse_all_in_focus(
     reg: Registration, params: FusionParams | None = None, progress: Callable[[float], None] | None = None
 ) -> np.ndarray:
     """The all-in-focus image in the reference view, float32 linear RGB HxWx3."""
+    params = params or FusionParams()
     weights = fusion_weights(reg, params, progress)
     out = np.zeros((*reg.shape, 3), np.float32)
+    ref_linear = to_linear(reg.reference_frame.image)
     for k, f in enumerate(reg.frames):
         wk = weights[k]
         if wk.max() <= 0:
             continue
-        out += to_linear(f.image) * wk[:, :, None]
+        linear = to_linear(f.image)
+        if params.equalize and f.warped:
+            linear /= photometric_gain(linear, ref_linear, f.valid)
+        out += linear * wk[:, :, None]
     if progress is not None:
         progress(1.0)
     return out

@@ -5,7 +5,7 @@ camera with the frame's pose at exposure, and projected there (cv2.remap samples
 A reference pixel is visible in a source frame only if its point is the nearest surface along that
 source ray: the reference depth is forward-splatted into the source view as a z-buffer and points
 behind it (occluded there) get zero weight. Where the poses are off (hand-held bursts, IMU drift),
-a residual affine alignment (ECC on low-passed images, blur-tolerant) refines the warp; frames that
+a residual homography (ECC on low-passed images, blur-tolerant) refines the warp; frames that
 still do not match the reference are rejected with a reason instead of being blended.
 """
 
@@ -26,6 +26,13 @@ Z_TOLERANCE = 0.02
 ALIGN_WIDTH = 480
 # Residual alignment must at least be this good (NCC of low-passed gray, over the common valid area).
 MIN_NCC = 0.6
+# Below this, "auto" tries a residual alignment (a well-registered frame scores ~0.95-1 even when
+# defocused differently; a pose error of a few pixels drops it to ~0.8).
+CHECK_NCC = 0.97
+# A refinement is kept only if it improves the match by at least this much.
+MIN_GAIN = 0.005
+# Coarse-to-fine residual alignment: (working width px, low-pass sigma at that width, ECC iterations).
+REFINE_STAGES = ((160, 1.0, 60), (ALIGN_WIDTH, 0.8, 15))
 MIN_OVERLAP = 0.15
 
 Progress = Callable[[float], None]
@@ -44,6 +51,7 @@ class RegisteredFrame:
     valid: np.ndarray  # HxW bool: visible in this frame and inside its image
     ncc: float  # low-passed normalized cross-correlation with the reference over `valid`
     refined: bool = False
+    warped: bool = True  # False only for the reference frame itself (no resampling)
 
 
 @dataclass
@@ -64,6 +72,10 @@ class Registration:
     @property
     def shape(self) -> tuple[int, int]:
         return (self.reference.height, self.reference.width)
+
+    @property
+    def reference_frame(self) -> RegisteredFrame:
+        return next(f for f in self.frames if not f.warped)
 
     def summary(self) -> str:
         parts = [f"{len(self.frames)} frames registered"]
@@ -193,25 +205,31 @@ def _small_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.asarray(small > 0.999)
 
 
-def _refine(
-    ref_small: np.ndarray, warped: np.ndarray, mask_small: np.ndarray, scale: float
-) -> np.ndarray | None:
-    """Affine W (full-resolution pixels) with warped(W(x)) ~ reference(x), or None if ECC fails."""
-    mov = _gray_small(warped, scale, 1.5)
-    W = np.eye(2, 3, dtype=np.float32)
-    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 100, 1e-5)
-    try:
-        _, found = cv2.findTransformECC(
-            ref_small, mov, W, cv2.MOTION_AFFINE, criteria, mask_small.astype(np.uint8), 1
-        )
-    except cv2.error:
-        return None
-    W = np.asarray(found, dtype=np.float64)
-    # Working-resolution pixel centres -> full resolution: x_full = (x_small + 0.5) / scale - 0.5.
-    S = np.array([[1 / scale, 0, 0.5 / scale - 0.5], [0, 1 / scale, 0.5 / scale - 0.5], [0, 0, 1]])
-    Sinv = np.linalg.inv(S)
-    full = S @ np.vstack([W, [0, 0, 1]]) @ Sinv
-    return np.asarray(full[:2], dtype=np.float32)
+def _to_full(scale: float) -> np.ndarray:
+    """Pixel coordinates at `scale` -> full resolution (pixel centres: x_full = (x + 0.5) / scale - 0.5)."""
+    return np.array([[1 / scale, 0, 0.5 / scale - 0.5], [0, 1 / scale, 0.5 / scale - 0.5], [0, 0, 1]])
+
+
+def _refine(image: np.ndarray, warped: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
+    """Homography W (full-resolution pixels) with warped(W(x)) ~ reference(x), or None if ECC fails.
+    A homography is exact for an unknown rotation of the camera (the usual IMU drift); the small
+    translation errors of a hand-held array are nearly so at these baselines. Coarse to fine: small
+    and strongly low-passed first (wide capture range, blur-insensitive), then finer (precision)."""
+    w = image.shape[1]
+    W = np.eye(3)
+    for width, sigma, iterations in REFINE_STAGES:
+        scale = min(1.0, width / w)
+        S = _to_full(scale)
+        ref_s, mov_s = _gray_small(image, scale, sigma), _gray_small(warped, scale, sigma)
+        mask_s = _small_mask(mask, ref_s.shape[:2]).astype(np.uint8)
+        guess = (np.linalg.inv(S) @ W @ S).astype(np.float32)
+        criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, iterations, 1e-5)
+        try:
+            _, found = cv2.findTransformECC(ref_s, mov_s, guess, cv2.MOTION_HOMOGRAPHY, criteria, mask_s, 1)
+        except cv2.error:
+            return None
+        W = S @ np.asarray(found, dtype=np.float64) @ np.linalg.inv(S)
+    return np.asarray(W / W[2, 2], dtype=np.float32)
 
 
 def register_burst(
@@ -223,7 +241,7 @@ def register_burst(
 ) -> Registration:
     """Every frame of `burst` in the reference view (reference camera, shot 0).
 
-    refine: "auto" (residual alignment for hand-held bursts, or where the low-passed check fails),
+    refine: "auto" (residual alignment for hand-held bursts, or where the low-passed check is weak),
     "always" or "never". `progress(fraction)` is called after each frame (it may raise to stop).
     """
     if refine not in ("auto", "always", "never"):
@@ -246,9 +264,13 @@ def register_burst(
     total = len(burst.frames)
     for i, f in enumerate(burst.frames):
         if f is ref_frame:
-            frames.append(RegisteredFrame(f.shot_index, f.camera_index, f.camera, ref_img, np.ones((h, w), bool), 1.0))
+            frames.append(RegisteredFrame(
+                f.shot_index, f.camera_index, f.camera, ref_img, np.ones((h, w), bool), 1.0, warped=False
+            ))
         else:
-            result = _register_frame(f.camera, _as_rgb8(f.image), ref, z, ref_small, scale, refine, burst.hand_held)
+            result = _register_frame(
+                f.camera, _as_rgb8(f.image), ref, z, (ref_img, ref_small), scale, refine, burst.hand_held
+            )
             if isinstance(result, str):
                 rejected.append(RejectedFrame(f.shot_index, f.camera_index, f.camera.name, result))
             else:
@@ -274,36 +296,39 @@ def _register_frame(
     image: np.ndarray,
     ref: CameraModel,
     z: np.ndarray,
-    ref_small: np.ndarray,
+    reference: tuple[np.ndarray, np.ndarray],
     scale: float,
     refine: str,
     hand_held: bool,
 ) -> tuple[np.ndarray, np.ndarray, float, bool] | str:
-    """The registered image, validity, NCC and whether it was refined; or the rejection reason."""
+    """The registered image, validity, NCC and whether it was refined; or the rejection reason.
+    `reference` is the reference image and its low-passed working-resolution gray."""
+    ref_img, ref_small = reference
     if float(image.std()) < 1.0:
         return "blank image (no structure)"
     mx, my, visible, _ = warp_maps(ref, z, cam)
     overlap = float(visible.mean())
     if overlap < MIN_OVERLAP:
         return f"only {overlap:.0%} of the reference view is visible in this frame"
-    warped = cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    warped = cv2.remap(image, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
     shape = ref_small.shape
     mask_small = _small_mask(visible, (shape[0], shape[1]))
     ncc = _ncc(ref_small, _gray_small(warped, scale, 1.5), mask_small)
     refined = False
-    if refine == "always" or (refine == "auto" and (hand_held or ncc < MIN_NCC)):
-        W = _refine(ref_small, warped, mask_small, scale)
+    if refine == "always" or (refine == "auto" and (hand_held or ncc < CHECK_NCC)):
+        W = _refine(ref_img, warped, visible)
         if W is not None:
             gx, gy = np.meshgrid(np.arange(ref.width, dtype=np.float32), np.arange(ref.height, dtype=np.float32))
-            wx = W[0, 0] * gx + W[0, 1] * gy + W[0, 2]
-            wy = W[1, 0] * gx + W[1, 1] * gy + W[1, 2]
+            wz = W[2, 0] * gx + W[2, 1] * gy + W[2, 2]
+            wx = (W[0, 0] * gx + W[0, 1] * gy + W[0, 2]) / wz
+            wy = (W[1, 0] * gx + W[1, 1] * gy + W[1, 2]) / wz
             mx2 = cv2.remap(mx, wx, wy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=-1e4)
             my2 = cv2.remap(my, wx, wy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=-1e4)
             vis2 = cv2.remap(visible.astype(np.uint8), wx, wy, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT)
-            warped2 = cv2.remap(image, mx2, my2, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            warped2 = cv2.remap(image, mx2, my2, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
             mask2 = _small_mask(vis2.astype(bool), (shape[0], shape[1]))
             ncc2 = _ncc(ref_small, _gray_small(warped2, scale, 1.5), mask2)
-            if ncc2 > ncc:
+            if ncc2 > ncc + MIN_GAIN:
                 warped, visible, ncc, refined = warped2, vis2.astype(bool), ncc2, True
     if ncc < MIN_NCC:
         return f"does not match the reference after alignment (NCC {ncc:.2f} < {MIN_NCC})"

@@ -123,6 +123,10 @@ def environment_map(rng: np.random.Generator, width: int = 1024) -> np.ndarray:
     stripes = 0.5 + 0.5 * np.sign(np.sin(lon * float(rng.integers(12, 40))))
     wall = (np.abs(lat) < 0.25)[:, None]
     env = np.where(wall[..., None], env * (0.4 + 0.6 * stripes[None, :, None]), env)
+    # Fine tiles everywhere (a few mrad each): a mirror's reflection visibly slides between views.
+    tiles = np.sign(np.sin(lat * float(rng.integers(40, 60))))[:, None] * np.sign(
+        np.sin(lon * float(rng.integers(80, 120))))[None, :]
+    env *= (0.7 + 0.3 * tiles)[..., None]
     for _ in range(int(rng.integers(4, 9))):
         x0 = int(rng.integers(0, width))
         y0 = int(rng.integers(h // 8, h // 2))

@@ -1,5 +1,5 @@
 """The focal-plane page in headless Chromium against a running graph: the ui node and the refocus
-node as separate processes, fed a burst of a layered scene with known depth from this process.
+node as separate processes, fed simulated bursts (with their true depth) from this process.
 
 Screenshots go to out/test-artifacts/ui/.
 """
@@ -25,56 +25,16 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--no-first-run", "--disable-sync", "--disable-quic"]
 WIDTH, HEIGHT = 480, 360
-# Fronto-parallel layers, back to front: depth (m) and the reference-image box they cover (x0, y0, x1, y1).
-LAYERS = [(4.0, (0, 0, WIDTH, HEIGHT)), (1.5, (40, 60, 220, 300)), (0.6, (280, 150, 440, 330))]
 
 
-def layered_burst(sequence_id: int, seed: int) -> tuple[Any, np.ndarray]:
-    """A burst of 3 cameras x 2 shots seeing textured fronto-parallel layers, each frame defocused with
-    its camera's thin-lens circle of confusion and parallax-shifted by its baseline, plus the
-    reference depth. Exact for pinhole cameras translated parallel to the layers."""
-    from dfocus_capture.burst import Burst, BurstFrame
+def sim_burst(sequence_id: int, seed: int) -> tuple[Any, np.ndarray]:
+    """A simulated 3-camera x 2-shot burst and its true reference depth."""
     from dfocus_capture.calibration import load_calibration
+    from dfocus_capture.sim.simulate import simulate_burst
 
-    rng = np.random.default_rng(seed)
     cal = load_calibration(REPO / "config" / "camera_array.yaml").subset(3).scaled(WIDTH, HEIGHT)
-    textures = []
-    for i in range(len(LAYERS)):
-        noise = cv2.resize(rng.random((HEIGHT // 6, WIDTH // 6, 3)).astype(np.float32), (WIDTH, HEIGHT),
-                           interpolation=cv2.INTER_CUBIC)
-        stripes = (np.indices((HEIGHT, WIDTH)).sum(axis=0) // (6 + 5 * i) % 2).astype(np.float32)[:, :, None]
-        tint = np.array([[0.9, 0.5, 0.3], [0.3, 0.8, 0.4], [0.4, 0.5, 0.95]][i], np.float32)
-        textures.append(np.clip((0.35 + 0.4 * noise + 0.25 * stripes) * tint, 0, 1))
-    depth = np.zeros((HEIGHT, WIDTH), np.float32)
-    for z, (x0, y0, x1, y1) in LAYERS:
-        depth[y0:y1, x0:x1] = z
-    frames = []
-    for shot in range(2):
-        wobble = np.array([0.0004 * shot, -0.0003 * shot])  # actuator shift between shots, metres
-        for c, cam0 in enumerate(cal.cameras):
-            T = cam0.T_ref_cam.copy()
-            T[:2, 3] += wobble
-            cam = replace(cam0, T_ref_cam=T)
-            out = np.zeros((HEIGHT, WIDTH, 3), np.float32)
-            for (z, (x0, y0, x1, y1)), tex in zip(LAYERS, textures, strict=True):
-                shift = np.float32([[1, 0, -cam.fx * T[0, 3] / z], [0, 1, -cam.fy * T[1, 3] / z]])
-                alpha = np.zeros((HEIGHT, WIDTH), np.float32)
-                alpha[y0:y1, x0:x1] = 1.0
-                layer = cv2.warpAffine(tex * alpha[:, :, None], shift, (WIDTH, HEIGHT), borderMode=cv2.BORDER_REFLECT)
-                alpha = cv2.warpAffine(alpha, shift, (WIDTH, HEIGHT), borderMode=cv2.BORDER_REPLICATE)
-                coc = float(cam.coc_px(z))
-                if coc > 1.0:
-                    k = int(2 * round(coc / 2) + 1)
-                    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)).astype(np.float32)
-                    layer = cv2.filter2D(layer, -1, disc / disc.sum())
-                    alpha = cv2.filter2D(alpha, -1, disc / disc.sum())
-                out = out * (1 - alpha[:, :, None]) + layer
-            noisy = out * 255 + rng.normal(0, 1.5, out.shape)
-            image = np.clip(noisy, 0, 255).astype(np.uint8)
-            frames.append(BurstFrame(camera_index=c, shot_index=shot, camera=cam, image=image, stamp_ns=0))
-    burst = Burst(sequence_id=sequence_id, reference_camera=cal.reference_camera, num_shots=2,
-                  num_cameras=len(cal.cameras), frames=frames, stamp_ns=time.time_ns())
-    return burst, depth
+    sim = simulate_burst(cal, seed, num_shots=2, start_stamp_ns=time.time_ns())
+    return replace(sim.burst, sequence_id=sequence_id), sim.gt_depth
 
 
 @pytest.fixture
@@ -100,7 +60,7 @@ def graph(rclpy_context: Any, spin: Callable[..., Any], node_processes: Any, wai
         header = Header(stamp=ns_to_stamp(burst.stamp_ns), frame_id="cam0_optical_frame")
         depth_pub.publish(image_to_msg(depth, "32FC1", header))
 
-    burst, depth = layered_burst(41, seed=7)
+    burst, depth = sim_burst(41, seed=7)
     publish_sequence(burst)
     publish_depth(burst, depth)
     spin(node)
@@ -176,12 +136,15 @@ def test_page_preview_paint_render_cancel_and_node_down(graph: dict[str, Any], b
                                                         wait: Callable[..., None]) -> None:
     page = open_page(browser, graph["url"])
     assert page.inner_text("#ticks")  # colour bar labelled in metres
-    page.mouse.move(*_screen_point(page, 100, 150))  # over the 1.5 m layer
-    assert "1.500 m" in page.inner_text("#readout")
-    # The overlay colours depth with the colour bar's map: near end at 0.6 m, far end at 4 m.
+    depth = graph["depth"]
+    assert_readout(page, depth, 100, 150)
+    # The overlay colours depth with the colour bar's map: its near end up to depth_min_m, far end from depth_max_m.
     overlay = image_pixels(page, "#overlay").astype(int)
-    stops = np.asarray(page.evaluate("() => fetch('api/state').then(r => r.json()).then(s => s.scene.colormap)"))
-    assert np.abs(overlay[250, 350] - stops[0]).max() <= 2 and np.abs(overlay[20, 20] - stops[-1]).max() <= 2
+    state = page.evaluate("() => fetch('api/state').then(r => r.json()).then(s => s.scene)")
+    stops = np.asarray(state["colormap"])
+    nearest = np.unravel_index(np.nanargmin(depth), depth.shape)
+    farthest = np.unravel_index(np.nanargmax(depth), depth.shape)
+    assert np.abs(overlay[nearest] - stops[0]).max() <= 2 and np.abs(overlay[farthest] - stops[-1]).max() <= 2
     page.screenshot(path=str(ARTIFACTS / "01_loaded.png"))
 
     # Live preview: the refocus node renders refocus/preview for each plane; a move changes the pixels.
@@ -209,16 +172,19 @@ def test_page_preview_paint_render_cancel_and_node_down(graph: dict[str, Any], b
     for t in np.linspace(0, 1, 8):
         page.mouse.move(x0 + (x1 - x0) * t, y0 + (y1 - y0) * t)
     page.mouse.up()
-    page.wait_for_function("() => document.querySelector('#range').dataset.fromMask === '1'")
+    page.wait_for_selector('#range[data-from-mask="1"][data-synced="1"]')
     rng = page.eval_on_selector("#range", "el => [Number(el.dataset.near), Number(el.dataset.far)]")
     mask = page.evaluate("""() => { const c = document.querySelector('#paint');
         const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
         const out = []; for (let i = 3; i < d.length; i += 4) out.push(d[i] >= 128 ? 1 : 0); return out; }""")
     painted = np.asarray(mask, bool).reshape(HEIGHT, WIDTH)
-    lo, hi = np.percentile(graph["depth"][painted], (5, 95))
-    assert rng == pytest.approx([lo, hi], abs=1e-3)
-    assert rng == pytest.approx([0.6, 0.6], abs=0.01)  # all paint is on the 0.6 m layer
-    assert "0.60 m – 0.60 m" in page.inner_text("#range")
+    under = depth[painted & np.isfinite(depth)]
+    assert painted.sum() > 500
+    lo, hi = np.percentile(under, (5, 95))
+    assert rng == pytest.approx([lo, hi], rel=1e-4)
+    assert f"{lo:.2f} m – {hi:.2f} m" in page.inner_text("#range")
+    focus = float(page.inner_text("#focus-out").split()[0])  # the slider moved to the painted depth
+    assert focus == pytest.approx(2 / (1 / lo + 1 / hi), abs=0.01 * focus + 0.005)
     page.screenshot(path=str(ARTIFACTS / "03_painted.png"))
 
     # Render at full resolution and download the PNG.
@@ -240,7 +206,7 @@ def test_page_preview_paint_render_cancel_and_node_down(graph: dict[str, Any], b
 
     # A new burst arrives without its depth: the page switches to it; a render waits for the depth and is
     # cancelled from the page; then the depth arrives and the overlay appears.
-    burst2, depth2 = layered_burst(42, seed=8)
+    burst2, depth2 = sim_burst(42, seed=8)
     graph["publish_sequence"](burst2)
     page.wait_for_selector('#base[data-sequence="42"]')
     page.wait_for_function("() => document.querySelector('#colorbar-box').hidden")
@@ -254,8 +220,7 @@ def test_page_preview_paint_render_cancel_and_node_down(graph: dict[str, Any], b
     page.screenshot(path=str(ARTIFACTS / "06_cancelled.png"))
     graph["publish_depth"](burst2, depth2)
     page.wait_for_selector('#stage[data-depth-loaded="1"]')
-    page.mouse.move(*_screen_point(page, 350, 250))
-    assert "0.600 m" in page.inner_text("#readout")
+    assert_readout(page, depth2, 350, 250)
     assert page.is_hidden("#banner")  # the "no depth yet" note went away with the depth
 
     # Stop the refocus node: a render ends with a plain-words error, quickly, and the page stays usable.
@@ -274,6 +239,15 @@ def test_page_preview_paint_render_cancel_and_node_down(graph: dict[str, Any], b
     assert not page.is_disabled("#render")
     page.screenshot(path=str(ARTIFACTS / "07_node_down.png"))
     assert graph["ui"].poll() is None, procs.output(graph["ui"])
+
+
+def assert_readout(page: Any, depth: np.ndarray, x: int, y: int) -> None:
+    """The read-out under the cursor at reference pixel (x, y) shows the true depth there."""
+    page.mouse.move(*_screen_point(page, x, y))
+    shown = re.search(r"([0-9.]+) m \((\d+), (\d+)\)", page.inner_text("#readout"))
+    assert shown, page.inner_text("#readout")
+    assert (int(shown.group(2)), int(shown.group(3))) == (x, y)
+    assert float(shown.group(1)) == pytest.approx(float(depth[y, x]), abs=6e-4)
 
 
 def _screen_point(page: Any, x: float, y: float) -> tuple[float, float]:

@@ -35,6 +35,10 @@ class Session:
         self.controls = Controls()
         self.mask: np.ndarray | None = None
         self.mask_sequence_id = 0  # the scene the mask was painted on
+        # Echoed in every plane message so that the page knows when it shows the answer to its latest
+        # controls and mask (replies to older ones may still be in flight).
+        self.req = 0
+        self.masks = 0
         self.render_task: asyncio.Task[None] | None = None
         self.capture_task: asyncio.Task[None] | None = None
         self.preview_task: asyncio.Task[None] | None = None
@@ -66,6 +70,8 @@ class Session:
             op = msg.get("op")
             if op == "controls":
                 self.controls = parse_controls(msg)
+                req = msg.get("req", 0)
+                self.req = req if isinstance(req, int) else 0
                 await self.update_plane()
             elif op == "render":
                 self.controls = parse_controls(msg)
@@ -85,6 +91,7 @@ class Session:
 
     async def on_mask(self, data: bytes) -> None:
         """A binary message is the painted mask as PNG; an empty one clears it."""
+        self.masks += 1
         scene = self.server.scene(self.controls.sequence_id)
         try:
             if not data:
@@ -110,18 +117,20 @@ class Session:
     async def update_plane(self) -> None:
         scene = self.server.scene(self.controls.sequence_id)
         if scene is None:
-            await self.send("plane", ok=False, message="No sequence yet: press Capture (or play a recording).")
+            await self.send("plane", ok=False, message="No sequence yet: press Capture (or play a recording).",
+                            req=self.req, masks=self.masks)
             return
         plane = self.controls.plane(self.scene_mask(scene))
         try:
             sharp = await asyncio.to_thread(resolve_plane, scene, plane, self.controls.f_number)
         except FocalPlaneError as exc:
-            await self.send("plane", ok=False, message=f"This focal plane is not possible: {exc}.")
+            await self.send("plane", ok=False, message=f"This focal plane is not possible: {exc}.", req=self.req,
+                            masks=self.masks)
             return
         await self.send(
             "plane", ok=True, focus_m=sharp.focus_m, near_m=sharp.near_m,
             far_m=sharp.far_m if np.isfinite(sharp.far_m) else None, hard=sharp.hard,
-            from_mask=plane.mask is not None, sequence_id=scene.sequence_id,
+            from_mask=plane.mask is not None, sequence_id=scene.sequence_id, req=self.req, masks=self.masks,
         )
         if self.live_via_topic(scene):
             self.server.publish_plane(plane)

@@ -25,6 +25,8 @@ const state = {
   sendQueued: false,
   lastMaskSend: 0,
   loads: 0,
+  reqSent: 0,    // controls messages sent
+  masksSent: 0,  // mask messages sent (counted when a send is decided, before the async PNG encoding)
 };
 
 // ---------- log-scale sliders ----------
@@ -95,7 +97,8 @@ function sendControls() {
   state.sendQueued = true;
   requestAnimationFrame(() => {
     state.sendQueued = false;
-    send({ op: "controls", ...controls() });
+    state.reqSent += 1;
+    send({ op: "controls", req: state.reqSent, ...controls() });
   });
 }
 
@@ -109,7 +112,11 @@ function connect() {
     $("link").textContent = "connected";
     $("link").className = "link up";
     clearBanner("link");
+    // A new connection is a new session on the server: counters restart, the mask must be sent again.
+    state.reqSent = 0;
+    state.masksSent = 0;
     send({ op: "sequences" });
+    if (state.hasPaint) sendMask(true);
   };
   ws.onclose = () => {
     $("link").textContent = "offline";
@@ -183,7 +190,10 @@ async function loadScene(info) {
     state.hasPaint = false;
     state.focusFromMask = false;
     state.previewUrl = null;
-    if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(new ArrayBuffer(0));  // drop the old mask
+    if (state.ws && state.ws.readyState === WebSocket.OPEN) {  // drop the old mask
+      state.masksSent += 1;
+      state.ws.send(new ArrayBuffer(0));
+    }
   }
   $("base").dataset.sequence = String(info.sequence_id);
   updateBase();
@@ -270,6 +280,8 @@ function setDownload(id, url) {
 function showPlane(m) {
   state.plane = m;
   const el = $("range");
+  // "synced": this answers the latest controls and mask (tests and scripts wait for it).
+  el.dataset.synced = m.req === state.reqSent && m.masks === state.masksSent ? "1" : "0";
   if (!m.ok) {
     el.textContent = m.message;
     el.className = "range bad";
@@ -417,15 +429,18 @@ function sendMask(final) {
   const now = performance.now();
   if (!final && now - state.lastMaskSend < 150) return;  // a few updates per second while painting
   state.lastMaskSend = now;
+  if (!state.ws || state.ws.readyState !== WebSocket.OPEN) return;
+  state.masksSent += 1;
+  $("range").dataset.synced = "0";
   if (final) state.hasPaint = paintedAnything();
   if (!state.hasPaint && final) {
-    state.ws && state.ws.readyState === WebSocket.OPEN && state.ws.send(new ArrayBuffer(0));
+    state.ws.send(new ArrayBuffer(0));
     sendControls();
     return;
   }
   $("paint").toBlob((blob) => {
-    if (blob && state.ws && state.ws.readyState === WebSocket.OPEN) {
-      state.ws.send(blob);
+    if (state.ws && state.ws.readyState === WebSocket.OPEN) {
+      state.ws.send(blob || new ArrayBuffer(0));  // send something: the count of masks must match
       sendControls();
     }
   }, "image/png");
@@ -484,7 +499,7 @@ function renderEnded(text) {
 
 function renderDone(m) {
   renderEnded(`Rendered ${m.width}×${m.height} of sequence ${m.sequence_id}: sharp ${fmtM(m.near_m)} – ` +
-    `${fmtM(m.far_m)}. ${m.message || ""}`);
+    `${fmtM(m.far_m)}, focus ${fmtM(m.focus_m)}.`);
   $("render-progress").value = 1;
   state.resultUrl = m.url;
   setDownload("dl-result", m.url);

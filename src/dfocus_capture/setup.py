@@ -8,6 +8,9 @@ NODES: dict[str, str] = {
     "bag_recorder": "dfocus_capture.bag_recorder_node",
     "bag_player": "dfocus_capture.bag_player_node",
     "camera_array": "dfocus_capture.camera_array_node",
+    "imu": "dfocus_capture.imu_node",
+    "actuators": "dfocus_capture.actuators_node",
+    "sequencer": "dfocus_capture.sequencer_node",
 }
 
 setup(

@@ -42,7 +42,7 @@ PARAMS = [
     ParamSpec("settle_time_s", 0.005, "in-position window before a move is reported done, s", min=0.0, max=5.0),
     ParamSpec("encoder_resolution_mm", 0.0001, "position readout step, mm", min=1e-7, max=0.1),
     ParamSpec("following_error_mm", 0.02, "profile-vs-position error that flags a fault, mm", min=1e-4, max=10.0),
-    ParamSpec("state_rate_hz", 200.0, "actuators/state publish rate, Hz", min=1.0, max=1000.0, read_only=True),
+    ParamSpec("state_rate_hz", 100.0, "actuators/state publish rate, Hz", min=1.0, max=1000.0, read_only=True),
     ParamSpec("max_timeout_s", 30.0, "upper bound on a request's timeout_s, s", min=0.1, max=600.0),
     ParamSpec("fault_stuck_axis", "", "simulated fault: this axis no longer moves ('' = none)"),
     ParamSpec("frame_id", "actuator_base", "header.frame_id of actuators/state", read_only=True),

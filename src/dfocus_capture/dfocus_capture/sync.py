@@ -184,6 +184,11 @@ class ImuBuffer(Generic[T]):
             return [Stamped(s, v) for s, v in zip(self._stamps[lo:hi], self._values[lo:hi], strict=True)]
 
     @property
+    def oldest_ns(self) -> int | None:
+        with self._cond:
+            return self._stamps[0] if self._stamps else None
+
+    @property
     def latest_ns(self) -> int | None:
         with self._cond:
             return self._stamps[-1] if self._stamps else None

@@ -164,6 +164,7 @@ def test_imu_buffer_window_order_and_age_limit() -> None:
     assert buf.between(T0, T0 + 900 * MS) == []
     buf.add(stamps[-1], -1)
     assert buf.between(stamps[-1], stamps[-1])[0].value == -1
+    assert buf.oldest_ns == stamps[-401] and buf.latest_ns == stamps[-1]
 
 
 def test_imu_buffer_wait_until() -> None:

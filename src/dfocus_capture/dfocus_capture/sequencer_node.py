@@ -1,0 +1,449 @@
+"""sequencer: fires a Dynamic Focus burst and publishes it, complete, as one FocusSequence.
+
+Action `capture_sequence` (dfocus_interfaces/action/CaptureSequence). Per shot: move the stage to
+the pattern's next target through `actuators/move` (hand-held: no move), call the camera array's
+`trigger` service with the shot's focus distances, and collect the synchronized set of every
+camera's `image_raw` + `camera_info` whose stamp is the trigger's (an approximate-time
+synchronizer, `queue_size` / `slop_s`). After the last shot the IMU samples of the burst (and of
+`imu_window_s` before it) are taken from a stamp-indexed buffer, each camera's pose at exposure is
+estimated (stage positions, or hand-held the IMU), and the FocusSequence goes out on
+`capture/sequence` (reliable, transient-local, depth 1) with a new, increasing sequence_id.
+
+Feedback per shot; cancel is honoured between and during the steps (nothing is published); any
+failure (refused or stuck move, trigger failure, a camera that delivers nothing, missing IMU)
+aborts the goal with the reason and nothing is published, and the node keeps serving. One goal at
+a time: a goal arriving while a burst runs is rejected (a burst is a physical sequence that
+cannot be shared or resumed; cancel the running one first).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import rclpy
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.action.server import ServerGoalHandle
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.client import Client
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image, Imu
+from std_msgs.msg import Header
+
+from dfocus_capture.calibration import ArrayCalibration, CalibrationError, load_calibration
+from dfocus_capture.dds import apply_default_profile, find_config
+from dfocus_capture.params import ParamSpec, declare_params
+from dfocus_capture.pose_estimation import (
+    PoseEstimationError,
+    camera_poses,
+    motion_from_actuators,
+    motion_from_imu,
+)
+from dfocus_capture.qos import LATCHED, RELIABLE, SENSOR
+from dfocus_capture.ros_convert import imu_to_array, matrix_to_pose, ns_to_stamp, stamp_to_ns
+from dfocus_capture.shift_patterns import MAX_SHOTS, PATTERN_NAMES, ShotPlanError, focus_plan, shift_targets
+from dfocus_capture.sync import ApproximateTimeSynchronizer, ImuBuffer
+from dfocus_interfaces.action import CaptureSequence
+from dfocus_interfaces.msg import ActuatorState, CapturedFrame, FocusSequence
+from dfocus_interfaces.srv import MoveActuators, TriggerCameras
+
+PARAMS = [
+    ParamSpec("calibration", "", "camera array calibration (YAML or Middlebury calib.txt); '' = the shipped "
+              "config/camera_array.yaml", read_only=True),
+    ParamSpec("queue_size", 10, "synchronizer queue per camera topic", min=1, max=1000, read_only=True),
+    ParamSpec("slop_s", 0.005, "synchronizer slop: the stamps of one set span less than this, s", min=1e-6,
+              max=1.0, read_only=True),
+    ParamSpec("trigger_service", "trigger", "the camera array's TriggerCameras service", read_only=True),
+    ParamSpec("move_timeout_s", 2.0, "timeout of one actuator move, s", min=0.05, max=60.0),
+    ParamSpec("trigger_timeout_s", 5.0, "timeout of one trigger call, s", min=0.05, max=60.0),
+    ParamSpec("frame_timeout_s", 3.0, "after a trigger, every camera's image must arrive within this, s",
+              min=0.05, max=60.0),
+    ParamSpec("service_wait_s", 2.0, "how long to wait for the trigger / move services to appear, s", min=0.0,
+              max=60.0),
+    ParamSpec("imu_window_s", 1.0, "IMU history before the first exposure (bias and gravity estimate), s",
+              min=0.1, max=10.0),
+    ParamSpec("imu_timeout_s", 2.0, "wait this long for IMU samples that cover the last exposure, s", min=0.0,
+              max=10.0),
+    ParamSpec("exposure_time_s", 0.01, "exposure time recorded in each CapturedFrame, s", min=1e-6, max=10.0),
+    ParamSpec("frame_id", "", "FocusSequence header.frame_id ('' = <reference camera>_optical_frame)",
+              read_only=True),
+]
+
+_IMU_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=ReliabilityPolicy.BEST_EFFORT)
+_KEEP_SETS = 32  # synchronized sets kept for the running shot (free-running frames pass through)
+
+
+class BurstAbortError(RuntimeError):
+    """A burst cannot complete: the reason goes to the client as the abort message."""
+
+
+class BurstCancelError(RuntimeError):
+    """The client canceled the goal."""
+
+
+@dataclass
+class _Shot:
+    stamp_ns: int
+    focus_m: list[float]
+    actuator: ActuatorState
+    frames: tuple[Any, ...] | None = None  # image0, info0, image1, info1, ...
+
+
+@dataclass
+class _Sets:
+    by_stamp: dict[int, tuple[Any, ...]] = field(default_factory=dict)
+    cond: threading.Condition = field(default_factory=threading.Condition)
+
+
+class SequencerNode(Node):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("sequencer", **kwargs)
+        self.params = declare_params(self, PARAMS)
+        self.calibration = self._load_calibration(self.params["calibration"])
+        names = [c.name for c in self.calibration.cameras]
+        self.group = ReentrantCallbackGroup()
+        self._busy = threading.Lock()
+        self._next_id = 1
+        self._sets = _Sets()
+        self.sync = ApproximateTimeSynchronizer(2 * len(names), self.params["queue_size"], self.params["slop_s"])
+        self.sync.register_callback(self._on_set)
+        for i, name in enumerate(names):
+            self.create_subscription(Image, f"{name}/image_raw", self._feeder(2 * i), SENSOR, callback_group=self.group)
+            self.create_subscription(CameraInfo, f"{name}/camera_info", self._feeder(2 * i + 1), SENSOR,
+                                     callback_group=self.group)
+        # The 400 Hz IMU and the stage state go through a helper node on its own single-threaded
+        # executor: rclpy's multi-threaded executor costs several times more CPU per message.
+        self.imu: ImuBuffer[Imu] = ImuBuffer(max_age_s=30.0)
+        self._stage: ActuatorState | None = None
+        self.listener = rclpy.create_node(f"{self.get_name()}_sensors", namespace=self.get_namespace(),
+                                          context=self.context, start_parameter_services=False)
+        self.listener.create_subscription(Imu, "imu/data", lambda m: self.imu.add(stamp_to_ns(m.header.stamp), m),
+                                          _IMU_QOS)
+        self.listener.create_subscription(ActuatorState, "actuators/state", self._on_stage, RELIABLE)
+        self._listener_executor = SingleThreadedExecutor(context=self.context)
+        self._listener_executor.add_node(self.listener)
+        self._listener_thread = threading.Thread(target=self._listener_executor.spin, daemon=True)
+        self._listener_thread.start()
+        self.move_client = self.create_client(MoveActuators, "actuators/move", callback_group=self.group)
+        self.trigger_client = self.create_client(TriggerCameras, self.params["trigger_service"],
+                                                 callback_group=self.group)
+        self.publisher = self.create_publisher(FocusSequence, "capture/sequence", LATCHED)
+        self.action = ActionServer(
+            self, CaptureSequence, "capture_sequence", execute_callback=self._execute,
+            goal_callback=self._on_goal, cancel_callback=lambda _: CancelResponse.ACCEPT, callback_group=self.group,
+        )
+        self.get_logger().info(f"ready: {len(names)} cameras {names}, reference {self.calibration.reference_camera}")
+
+    # -- inputs ------------------------------------------------------------------------------
+
+    def _load_calibration(self, path: str) -> ArrayCalibration:
+        if not path:
+            found = find_config("camera_array.yaml")
+            if found is None:
+                raise CalibrationError("no calibration given and config/camera_array.yaml not found")
+            path = str(found)
+        return load_calibration(path)
+
+    def _feeder(self, index: int) -> Any:
+        return lambda msg: self.sync.add(index, stamp_to_ns(msg.header.stamp), msg)
+
+    def _on_set(self, *msgs: Any) -> None:
+        with self._sets.cond:
+            self._sets.by_stamp[stamp_to_ns(msgs[0].header.stamp)] = msgs
+            while len(self._sets.by_stamp) > _KEEP_SETS:
+                del self._sets.by_stamp[min(self._sets.by_stamp)]
+            self._sets.cond.notify_all()
+
+    def _on_stage(self, msg: ActuatorState) -> None:
+        self._stage = msg
+
+    # -- action ------------------------------------------------------------------------------
+
+    def _on_goal(self, goal: CaptureSequence.Goal) -> GoalResponse:
+        if self._busy.locked():
+            self.get_logger().warning("capture_sequence goal rejected: a burst is running (cancel it first)")
+            return GoalResponse.REJECT
+        return GoalResponse.ACCEPT
+
+    def _execute(self, goal_handle: ServerGoalHandle) -> CaptureSequence.Result:
+        result = CaptureSequence.Result()
+        if not self._busy.acquire(blocking=False):
+            goal_handle.abort()
+            result.message = "another burst is running"
+            return result
+        started = time.monotonic()
+        try:
+            msg = self._run_burst(goal_handle)
+            msg.sequence_id = self._next_id
+            self._next_id += 1
+            self.publisher.publish(msg)
+            result.success, result.sequence_id = True, msg.sequence_id
+            result.message = (f"sequence {msg.sequence_id}: {msg.num_shots} shots x {msg.num_cameras} cameras in "
+                              f"{time.monotonic() - started:.2f} s")
+            self.get_logger().info(result.message)
+            goal_handle.succeed()
+        except BurstCancelError as exc:
+            result.message = f"canceled: {exc}"
+            self.get_logger().info(result.message)
+            goal_handle.canceled()
+        except (BurstAbortError, ShotPlanError, PoseEstimationError, CalibrationError) as exc:
+            result.message = str(exc)
+            self.get_logger().error(f"burst aborted: {exc}")
+            goal_handle.abort()
+        except Exception as exc:  # noqa: BLE001 - a bug must not take the node down; report it
+            result.message = f"internal error: {type(exc).__name__}: {exc}"
+            self.get_logger().error(f"burst aborted by an internal error:\n{traceback.format_exc()}")
+            goal_handle.abort()
+        finally:
+            self._busy.release()
+        return result
+
+    def _run_burst(self, gh: ServerGoalHandle) -> FocusSequence:
+        goal: CaptureSequence.Goal = gh.request
+        cams = self.calibration.cameras
+        n_shots = int(goal.num_shots)
+        if not 1 <= n_shots <= MAX_SHOTS:
+            raise ShotPlanError(f"num_shots must be 1..{MAX_SHOTS}, got {n_shots}")
+        hand_held = bool(goal.hand_held)
+        targets = None if hand_held else shift_targets(
+            int(goal.shift_pattern), n_shots, float(goal.shift_amplitude_mm), seed=self._next_id,
+            travel_mm=self._travel())
+        focus = focus_plan(int(goal.focus_mode), n_shots, [c.focus_distance_m for c in cams],
+                           float(goal.bracket_near_m), float(goal.bracket_far_m))
+        pattern = "hand-held" if hand_held else PATTERN_NAMES[int(goal.shift_pattern)]
+        self.get_logger().info(f"burst: {n_shots} shots, {pattern}, focus mode {goal.focus_mode}")
+        self._wait_service(self.trigger_client, "camera array trigger")
+        self._wait_camera_topics()
+        if not hand_held:
+            self._wait_service(self.move_client, "actuators/move")
+        burst_start_ns = self.get_clock().now().nanoseconds
+        if hand_held:
+            self._wait_imu_history(gh, burst_start_ns)
+        with self._sets.cond:
+            self._sets.by_stamp.clear()
+        self.sync.clear()
+        shots: list[_Shot] = []
+        for k in range(n_shots):
+            self._feedback(gh, k, n_shots, "moving" if targets is not None else "triggering", k / n_shots)
+            position = None
+            if targets is not None:
+                position = self._move(gh, k, targets[k])
+            self._check_cancel(gh, k)
+            self._feedback(gh, k, n_shots, "triggering", (k + 0.3) / n_shots)
+            stamp_ns, used = self._trigger(gh, k, [float(f) for f in focus[k]])
+            shots.append(_Shot(stamp_ns, used, self._actuator_state(position, stamp_ns)))
+            self._feedback(gh, k, n_shots, "collecting", (k + 0.6) / n_shots)
+            # Collect the previous shot's set while this one's images are in flight.
+            if k > 0:
+                self._collect(gh, k - 1, shots[k - 1])
+        if shots:
+            self._collect(gh, n_shots - 1, shots[-1])
+        self._feedback(gh, n_shots - 1, n_shots, "estimating poses", 0.95)
+        imu = self._imu_samples(burst_start_ns, shots, required=hand_held)
+        if hand_held:
+            rows = imu_to_array(imu)
+            motion = motion_from_imu(rows, [s.stamp_ns * 1e-9 for s in shots], burst_start_ns * 1e-9)
+        else:
+            motion = motion_from_actuators(np.array([list(s.actuator.position_mm) for s in shots]))
+        poses = camera_poses(self.calibration, motion)
+        return self._sequence(goal, shots, poses, imu)
+
+    def _travel(self) -> tuple[float, float] | None:
+        stage = self._stage
+        if stage is None or not stage.min_mm:
+            return None
+        return float(max(stage.min_mm)), float(min(stage.max_mm))
+
+    def _feedback(self, gh: ServerGoalHandle, shot: int, n: int, stage: str, progress: float) -> None:
+        fb = CaptureSequence.Feedback()
+        fb.shot_index, fb.num_shots, fb.stage, fb.progress = shot, n, stage, float(progress)
+        gh.publish_feedback(fb)
+
+    def _check_cancel(self, gh: ServerGoalHandle, shot: int) -> None:
+        if gh.is_cancel_requested:
+            raise BurstCancelError(f"at shot {shot}")
+
+    def _wait_service(self, client: Client, what: str) -> None:
+        if not client.wait_for_service(timeout_sec=self.params["service_wait_s"]):
+            raise BurstAbortError(f"{what} service {client.srv_name} is not available")
+
+    def _wait_camera_topics(self) -> None:
+        """Every camera topic must have its publisher discovered, or the first shot's set is lost."""
+        topics = [f"{c.name}/{kind}" for c in self.calibration.cameras for kind in ("image_raw", "camera_info")]
+        deadline = time.monotonic() + self.params["service_wait_s"]
+        while True:
+            missing = [t for t in topics if self.count_publishers(self.resolve_topic_name(t)) == 0]
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise BurstAbortError(f"no publisher on {', '.join(missing)} (is the camera array running?)")
+            time.sleep(0.02)
+
+    def _call(self, gh: ServerGoalHandle, client: Client, request: Any, timeout_s: float, what: str) -> Any:
+        """Call a service, waiting in short steps so that a cancel request is seen."""
+        future = client.call_async(request)
+        deadline = time.monotonic() + timeout_s
+        while not future.done():
+            time.sleep(0.002)
+            if gh.is_cancel_requested:
+                future.cancel()
+                raise BurstCancelError(f"during {what}")
+            if time.monotonic() > deadline:
+                future.cancel()
+                client.remove_pending_request(future)
+                raise BurstAbortError(f"{what}: no response within {timeout_s:.1f} s")
+        return future.result()
+
+    def _move(self, gh: ServerGoalHandle, shot: int, target: np.ndarray) -> list[float]:
+        timeout = self.params["move_timeout_s"]
+        req = MoveActuators.Request(target_mm=[float(v) for v in target], relative=False, timeout_s=float(timeout))
+        res = self._call(gh, self.move_client, req, timeout + 2.0, f"shot {shot} actuator move")
+        if not res.success:
+            where = np.round(target, 4).tolist()
+            raise BurstAbortError(f"shot {shot}: actuator move to {where} mm failed: {res.message}")
+        return [float(v) for v in res.position_mm]
+
+    def _trigger(self, gh: ServerGoalHandle, shot: int, focus: list[float]) -> tuple[int, list[float]]:
+        req = TriggerCameras.Request(focus_distances_m=focus)
+        res = self._call(gh, self.trigger_client, req, self.params["trigger_timeout_s"], f"shot {shot} trigger")
+        if not res.success:
+            raise BurstAbortError(f"shot {shot}: camera trigger failed: {res.message}")
+        used = [float(f) for f in res.focus_distances_m] or focus
+        if len(used) != len(focus):
+            raise BurstAbortError(f"shot {shot}: trigger reports {len(used)} focus distances for {len(focus)} cameras")
+        return stamp_to_ns(res.stamp), used
+
+    def _actuator_state(self, position: list[float] | None, stamp_ns: int) -> ActuatorState:
+        """The stage at exposure: the move's reported position, with the latest state's limits."""
+        state = ActuatorState()
+        latest = self._stage
+        if latest is not None:
+            state.min_mm, state.max_mm, state.target_mm = list(latest.min_mm), list(latest.max_mm), list(
+                latest.target_mm)
+            state.position_mm = list(latest.position_mm)
+        if position is not None:
+            state.position_mm = position
+            state.target_mm = position if not state.target_mm else state.target_mm
+        state.header = Header(stamp=ns_to_stamp(stamp_ns), frame_id=latest.header.frame_id if latest else "")
+        return state
+
+    def _collect(self, gh: ServerGoalHandle, shot_index: int, shot: _Shot) -> None:
+        slop = self.sync.slop_ns
+        deadline = time.monotonic() + self.params["frame_timeout_s"]
+        with self._sets.cond:
+            while True:
+                match = [s for s in self._sets.by_stamp if abs(s - shot.stamp_ns) < slop]
+                if match:
+                    shot.frames = self._sets.by_stamp.pop(match[0])
+                    return
+                if gh.is_cancel_requested:
+                    raise BurstCancelError(f"waiting for the images of shot {shot_index}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._sets.cond.wait(min(left, 0.05))
+        missing = [f"{self.calibration.cameras[i // 2].name}/{'image_raw' if i % 2 == 0 else 'camera_info'}"
+                   for i in range(self.sync.num_inputs)
+                   if not any(abs(s - shot.stamp_ns) < slop for s in self.sync.queued_stamps(i))]
+        raise BurstAbortError(
+            f"shot {shot_index}: no complete set of images within {self.params['frame_timeout_s']:.1f} s of the "
+            f"trigger (stamp {shot.stamp_ns * 1e-9:.3f}); nothing from {', '.join(missing) or '?'}: camera stopped?"
+        )
+
+    def _wait_imu_history(self, gh: ServerGoalHandle, now_ns: int) -> None:
+        """Hand-held: the buffer must reach back over the pre-burst window (a freshly started IMU
+        fills it). Samples that are still in flight are waited for after the burst."""
+        need_ns = int(self.params["imu_window_s"] * 1e9)
+        deadline = time.monotonic() + self.params["imu_window_s"] + self.params["imu_timeout_s"]
+        while True:
+            oldest = self.imu.oldest_ns
+            if oldest is not None and oldest <= now_ns - need_ns:
+                return
+            if gh.is_cancel_requested:
+                raise BurstCancelError("waiting for IMU history")
+            if time.monotonic() > deadline:
+                have = (now_ns - oldest) * 1e-9 if oldest is not None else 0.0
+                raise BurstAbortError(
+                    f"hand-held burst needs {self.params['imu_window_s']:.1f} s of IMU samples on imu/data before "
+                    f"the first shot; have {have:.2f} s (is the IMU running?)"
+                )
+            time.sleep(0.02)
+
+    def _imu_samples(self, burst_start_ns: int, shots: list[_Shot], required: bool) -> list[Imu]:
+        last = max(s.stamp_ns for s in shots)
+        covered = self.imu.wait_until(last, self.params["imu_timeout_s"] if required or len(self.imu) else 0.0)
+        start = min(burst_start_ns, min(s.stamp_ns for s in shots)) - int(self.params["imu_window_s"] * 1e9)
+        samples = [s.value for s in self.imu.between(start, last + 20_000_000)]
+        if required and not covered:
+            raise BurstAbortError(f"IMU samples do not reach the last exposure ({len(samples)} samples; IMU stopped?)")
+        if not samples:
+            self.get_logger().warning("no IMU samples on imu/data: the sequence carries none")
+        return samples
+
+    def close(self) -> None:
+        self._listener_executor.shutdown(timeout_sec=2.0)
+        self._listener_thread.join(timeout=2.0)
+        self.listener.destroy_node()
+
+    # -- output ------------------------------------------------------------------------------
+
+    def _sequence(self, goal: CaptureSequence.Goal, shots: list[_Shot], poses: list[list[np.ndarray]],
+                  imu: list[Imu]) -> FocusSequence:
+        cal = self.calibration
+        msg = FocusSequence()
+        ref = cal.reference_camera
+        msg.header = Header(stamp=ns_to_stamp(shots[0].stamp_ns), frame_id=self.params["frame_id"] or
+                            f"{ref}_optical_frame")
+        msg.num_shots, msg.num_cameras = len(shots), len(cal.cameras)
+        msg.reference_camera = ref
+        msg.focus_mode, msg.hand_held = int(goal.focus_mode), bool(goal.hand_held)
+        for k, shot in enumerate(shots):
+            assert shot.frames is not None
+            for c, cam in enumerate(cal.cameras):
+                image, info = shot.frames[2 * c], shot.frames[2 * c + 1]
+                if (image.width, image.height) != (info.width, info.height):
+                    raise BurstAbortError(f"shot {k}: {cam.name} image is {image.width}x{image.height} but its "
+                                       f"camera_info says {info.width}x{info.height}")
+                scaled = cam.scaled(int(info.width), int(info.height)) if info.width else cam
+                f = CapturedFrame()
+                f.camera_index, f.shot_index, f.camera_name = c, k, cam.name
+                f.image, f.camera_info = image, info
+                f.pose = matrix_to_pose(poses[k][c])
+                f.focus_distance_m = float(shot.focus_m[c])
+                f.f_number, f.focal_length_mm = float(cam.f_number), float(cam.focal_length_mm)
+                f.pixel_size_um = float(scaled.pixel_size_um)
+                f.exposure_time_s = float(self.params["exposure_time_s"])
+                msg.frames.append(f)
+            msg.actuator_states.append(shot.actuator)
+        msg.imu = imu
+        return msg
+
+
+def main(args: list[str] | None = None) -> None:
+    apply_default_profile()
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = SequencerNode()
+        executor = MultiThreadedExecutor(num_threads=4)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (ValueError, CalibrationError) as exc:
+        rclpy.logging.get_logger("sequencer").fatal(str(exc))
+    finally:
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

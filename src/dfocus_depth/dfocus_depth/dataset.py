@@ -8,7 +8,7 @@ render serves several array configurations.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -80,19 +80,48 @@ def random_calibration(rng: np.random.Generator, width: int, height: int, count:
     return ArrayCalibration(reference_camera="cam0", cameras=tuple(cams))
 
 
+def array_motion(rng: np.random.Generator, hand_held: bool) -> np.ndarray:
+    """Rigid motion of the whole array between shots: actuator shift (~0.5 mm), plus tremor when hand-held."""
+    T = np.eye(4)
+    T[:3, 3] = [*rng.normal(0, 0.0005, 2), 0.0]
+    if hand_held:
+        T[:3, :3] = _rotation(*rng.normal(0, math.radians(0.15), 3))
+        T[:3, 3] += rng.normal(0, 0.001, 3)
+    return T
+
+
 def render_sample(seed: int, width: int, height: int) -> SimSample:
-    """One random array and scene from the simulator, every camera, one or two shots."""
-    from dfocus_capture.sim import random_scene, simulate_burst
+    """One random array and scene from the simulator: every camera, one or two shots.
+
+    Later shots move the whole array a little (actuators / hand) and, in focus-bracket mode, refocus
+    each camera; every frame carries its true pose and focus, as the capture pipeline's do.
+    """
+    from dfocus_capture.sim import SensorNoise, ThinLensRenderer, random_scene
 
     rng = np.random.default_rng(seed)
     cal = random_calibration(rng, width, height)
     near = rng.uniform(0.3, 1.0)
-    scene = random_scene(seed, near_m=near, far_m=near * rng.uniform(4, 20))
-    sb = simulate_burst(
-        cal, seed, num_shots=int(rng.integers(1, 3)), hand_held=bool(rng.random() < 0.3),
-        focus_mode=int(rng.random() < 0.3), noise=True, scene=scene,
-    )
-    return SimSample(sb.burst, sb.gt_depth.astype(np.float32), sb.specular_mask, sb.textureless_mask, seed)
+    renderer = ThinLensRenderer(random_scene(seed, near_m=near, far_m=near * rng.uniform(4, 20)))
+    noise = SensorNoise(gain=float(rng.uniform(1, 8)), exposure=float(rng.uniform(0.6, 1.4)))
+    shots = int(rng.integers(1, 3))
+    bracket = bool(rng.random() < 0.3)
+    frames = []
+    gt = spec = flat = None
+    for shot in range(shots):
+        motion = np.eye(4) if shot == 0 else array_motion(rng, hand_held=bool(rng.random() < 0.3))
+        for i, cam in enumerate(cal.cameras):
+            focus = cam.focus_distance_m
+            if shot and bracket:
+                focus = float(math.exp(rng.uniform(math.log(0.3), math.log(6.0))))
+            posed = replace(cam, T_ref_cam=motion @ cam.T_ref_cam, focus_distance_m=focus)
+            view = renderer.render(posed, noise=noise, rng=rng)
+            frames.append(BurstFrame(camera_index=i, shot_index=shot, camera=posed, image=view.image))
+            if shot == 0 and i == 0:
+                gt, spec, flat = view.depth, view.specular_mask, view.textureless_mask
+    assert gt is not None and spec is not None and flat is not None
+    burst = Burst(sequence_id=seed, reference_camera="cam0", num_shots=shots, num_cameras=len(cal.cameras),
+                  frames=frames, focus_mode=int(bracket))
+    return SimSample(burst, gt.astype(np.float32), spec, flat, seed)
 
 
 def subset_burst(burst: Burst, cameras: list[int]) -> Burst:

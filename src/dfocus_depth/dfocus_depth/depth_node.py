@@ -20,6 +20,7 @@ import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
 from dfocus_capture.burst import BurstError
@@ -40,7 +41,6 @@ from dfocus_depth.mesh import ExportError, export_model
 from dfocus_depth.pointcloud import pointcloud2_msg
 from dfocus_interfaces.msg import FocusSequence
 from dfocus_interfaces.srv import ExportModel
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 PARAMS = [
     ParamSpec("device", "auto", "inference device: cpu, cuda or auto (cuda when present)",

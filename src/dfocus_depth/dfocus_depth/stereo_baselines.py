@@ -22,7 +22,7 @@ LRC_THRESHOLD_PX = 1.5
 def sgbm(left: np.ndarray, right: np.ndarray, num_disparities: int = 64, min_disparity: int = 0) -> np.ndarray:
     """Left-view disparity (px, float32, NaN where SGBM gives none) of a rectified RGB pair."""
     num = int(np.ceil(num_disparities / 16) * 16)
-    m = cv2.StereoSGBM_create(
+    m = cv2.StereoSGBM.create(
         minDisparity=min_disparity, numDisparities=num, blockSize=SGBM_BLOCK,
         P1=8 * 3 * SGBM_BLOCK**2, P2=32 * 3 * SGBM_BLOCK**2, disp12MaxDiff=1, uniquenessRatio=10,
         speckleWindowSize=100, speckleRange=2, mode=cv2.STEREO_SGBM_MODE_SGBM_3WAY,

@@ -21,25 +21,34 @@ import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
 
 from dfocus_depth.dataset import SimSample, random_subset, render_sample
 from dfocus_depth.estimator import WEIGHTS, pick_device
-from dfocus_depth.geometry import DepthRange, WorkingViews, default_range, prepare_views
+from dfocus_depth.geometry import (
+    DEFAULT_MAX_DISPARITY_FRACTION,
+    DepthRange,
+    WorkingViews,
+    default_range,
+    prepare_views,
+)
 from dfocus_depth.inputs import disparity_scale, network_inputs
 from dfocus_depth.model import NUM_PLANES, DepthNet
 
 TRAIN_SEED_BASE = 0
 VALIDATION_SEED_BASE = 900_000  # disjoint from training seeds; the test set uses another base
 CONFIDENT_PX = 1.0  # a pixel is 'right' (confidence target 1) within this disparity error
+# Camera counts per batch, 2..8; small arrays more often (cheaper steps, and the harder case).
+CAMERA_COUNTS = np.arange(2, 9)
+CAMERA_COUNT_WEIGHTS = np.array([3, 3, 3, 2, 1, 1, 1]) / 14
 
 
 @dataclass
 class TrainConfig:
     seed: int = 0
-    scenes: int = 240
-    steps: int = 1500
-    batch: int = 4
+    scenes: int = 150
+    steps: int = 450
+    batch: int = 3
     width: int = 160
     height: int = 120
     lr: float = 2e-3
-    threads: int = 2
+    threads: int = 1
     device: str = "auto"
     validation_scenes: int = 6
     out: str = str(WEIGHTS)
@@ -49,11 +58,13 @@ class TrainConfig:
 
 def training_range(views: WorkingViews, gt: np.ndarray, rng: np.random.Generator) -> DepthRange:
     """Half the time the range inference uses by default, else one fitted loosely around the scene."""
-    zmin, zmax = float(gt.min()), float(gt.max())
+    dr = default_range(views.ref_camera, views.src_cameras)
+    # Never sweep beyond a 0.6-image disparity: closer pixels are clamped to the nearest plane.
+    closest = dr.near_m * DEFAULT_MAX_DISPARITY_FRACTION / 0.6
+    zmin, zmax = max(float(gt.min()), closest), float(gt.max())
     if rng.random() < 0.5:
-        dr = default_range(views.ref_camera, views.src_cameras)
         return DepthRange(min(dr.near_m, zmin * 0.95), math.inf)
-    far = math.inf if rng.random() < 0.4 else zmax * rng.uniform(1.05, 2.0)
+    far = math.inf if rng.random() < 0.4 else max(zmax, zmin * 1.5) * rng.uniform(1.05, 2.0)
     return DepthRange(zmin * rng.uniform(0.6, 0.95), far)
 
 
@@ -101,13 +112,24 @@ def depth_loss(out: dict[str, torch.Tensor], t_gt: torch.Tensor, px_per_t: torch
 
 
 def render_set(base: int, count: int, cfg: TrainConfig, log: Callable[[str], None], what: str) -> list[SimSample]:
-    samples = []
+    samples: list[SimSample] = []
     start = time.perf_counter()
-    for i in range(count):
-        samples.append(render_sample(base + cfg.seed * 10_000 + i, cfg.width, cfg.height))
-        if (i + 1) % max(1, count // 10) == 0:
-            log(f"{what}: rendered {i + 1}/{count} scenes ({time.perf_counter() - start:.0f} s)")
+    seed = base + cfg.seed * 10_000
+    while len(samples) < count:
+        try:
+            samples.append(render_sample(seed, cfg.width, cfg.height))
+        except ValueError as exc:  # a scene the simulator refuses to build: skip its seed
+            log(f"{what}: seed {seed} skipped ({exc})")
+        seed += 1
+        if len(samples) % max(1, count // 10) == 0:
+            log(f"{what}: rendered {len(samples)}/{count} scenes ({time.perf_counter() - start:.0f} s)")
     return samples
+
+
+def _seed_span(samples: list[SimSample]) -> dict[str, object]:
+    seeds = [s.seed for s in samples]
+    return {"first": seeds[0], "last": seeds[-1],
+            "skipped": sorted(set(range(seeds[0], seeds[-1] + 1)) - set(seeds))}
 
 
 @torch.no_grad()
@@ -143,7 +165,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None], command: str = "") -> di
     running: list[float] = []
     t1 = time.perf_counter()
     for step in range(1, cfg.steps + 1):
-        cams = int(rng.integers(2, 9))
+        cams = int(rng.choice(CAMERA_COUNTS, p=CAMERA_COUNT_WEIGHTS))
         batch = collate([
             make_example(train_set[int(rng.integers(len(train_set)))], cams, rng, net.planes, cfg.width)
             for _ in range(cfg.batch)
@@ -156,7 +178,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None], command: str = "") -> di
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
         sched.step()
-        running.append(float(losses["epe"]))
+        running.append(float(losses["epe"].detach()))
         if step % cfg.log_every == 0 or step == cfg.steps:
             row = {"step": step, "train_epe_px": float(np.mean(running)), "seconds": time.perf_counter() - t1}
             if step % (cfg.log_every * 4) == 0 or step == cfg.steps:
@@ -174,9 +196,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None], command: str = "") -> di
         "config": asdict(cfg),
         "data": {
             "generator": "dfocus_capture.sim (random_scene + simulate_burst), dfocus_depth.dataset.render_sample",
-            "train_seeds": [TRAIN_SEED_BASE + cfg.seed * 10_000, TRAIN_SEED_BASE + cfg.seed * 10_000 + cfg.scenes - 1],
-            "validation_seeds": [VALIDATION_SEED_BASE + cfg.seed * 10_000,
-                                 VALIDATION_SEED_BASE + cfg.seed * 10_000 + cfg.validation_scenes - 1],
+            "train_seeds": _seed_span(train_set),
+            "validation_seeds": _seed_span(val_set),
             "resolution": [cfg.width, cfg.height],
             "cameras_per_scene": 8,
         },

@@ -1,0 +1,74 @@
+"""`dfocus depth`: outputs on a simulated burst, and exit status 2 with a reason on bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from dfocus_capture.calibration import ArrayCalibration, save_calibration
+from dfocus_depth.cli import depth_command
+from dfocus_depth.dataset import render_sample, subset_burst
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str], np.ndarray]:
+    tmp = tmp_path_factory.mktemp("cli")
+    sample = render_sample(5_100_000, 96, 72)
+    burst = subset_burst(sample.burst, [0, 1, 2])
+    cal = ArrayCalibration("cam0", tuple(burst.frame(0, i).camera for i in range(3)))
+    save_calibration(cal, tmp / "array.yaml")
+    paths = []
+    for i in range(3):
+        paths.append(str(tmp / f"cam{i}.png"))
+        cv2.imwrite(paths[-1], burst.frame(0, i).image[:, :, ::-1])
+    return tmp, paths, sample.gt_depth
+
+
+def test_depth_map_written(scene: tuple[Path, list[str], np.ndarray], capsys: pytest.CaptureFixture[str]) -> None:
+    tmp, images, gt = scene
+    out, conf, png = tmp / "d.npy", tmp / "c.npy", tmp / "d.png"
+    status = depth_command(["--calibration", str(tmp / "array.yaml"), "--out", str(out), "--confidence", str(conf),
+                            "--png", str(png), "--max-width", "96", "--near-m", "0.2", *images])
+    assert status == 0, capsys.readouterr().err
+    depth = np.load(out)
+    assert depth.dtype == np.float32 and depth.shape == gt.shape
+    ok = np.isfinite(depth)
+    assert ok.mean() > 0.9
+    assert np.median(np.abs(depth[ok] - gt[ok]) / gt[ok]) < 0.1  # the right scene, the right scale
+    c = np.load(conf)
+    assert c.shape == gt.shape and c.min() >= 0 and c.max() <= 1
+    assert cv2.imread(str(png)).shape[:2] == gt.shape
+    assert "from 3 views" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("case", "reason"), [
+    ("too_many", "cannot be split"),
+    ("wrong_size", "calibrated for"),
+    ("missing_image", "cannot read image"),
+    ("missing_calibration", "cannot read calibration"),
+    ("bad_range", "depth range"),
+])
+def test_bad_input_exits_2_with_reason(scene: tuple[Path, list[str], np.ndarray], case: str, reason: str,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    tmp, images, _ = scene
+    cal = str(tmp / "array.yaml")
+    args = ["--calibration", cal, "--out", str(tmp / "x.npy")]
+    if case == "too_many":
+        args += [*images, images[0]]
+    elif case == "wrong_size":
+        small = str(tmp / "small.png")
+        cv2.imwrite(small, np.zeros((10, 12, 3), np.uint8))
+        args += [images[0], small, images[2]]
+    elif case == "missing_image":
+        args += [images[0], str(tmp / "nope.png"), images[2]]
+    elif case == "missing_calibration":
+        args[1] = str(tmp / "nope.yaml")
+        args += images
+    else:
+        args += ["--near-m", "5", "--far-m", "1", *images]
+    assert depth_command(args) == 2
+    err = capsys.readouterr().err
+    assert reason in err and not (tmp / "x.npy").exists()

@@ -69,33 +69,49 @@ def blur_disc(img: np.ndarray, diameter_px: float) -> np.ndarray:
     return np.asarray(cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR))
 
 
+def _layer_boxes(lay: np.ndarray, n_layers: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n_layers x H) and (n_layers x W) presence of each layer in each row / column, in two
+    passes over the image instead of two per layer."""
+    h, w = lay.shape
+    rows = np.bincount((lay * h + np.arange(h, dtype=np.int32)[:, None]).ravel(), minlength=n_layers * h)
+    cols = np.bincount((lay * w + np.arange(w, dtype=np.int32)[None, :]).ravel(), minlength=n_layers * w)
+    return rows.reshape(n_layers, h) > 0, cols.reshape(n_layers, w) > 0
+
+
 def thin_lens_defocus(planes: np.ndarray, coc_signed: np.ndarray, ratio: float = LAYER_RATIO) -> np.ndarray:
     """Defocus a linear-light pinhole image given as planes (C x H x W float32, planar so that
-    every array operation runs over whole rows) and each pixel's signed CoC diameter in pixels
+    every operation runs over whole rows) and each pixel's signed CoC diameter in pixels
     (negative = nearer than the focal plane). Returns C x H x W float32."""
     if planes.ndim != 3 or planes.shape[1:] != coc_signed.shape:
         raise DefocusError(f"image planes {planes.shape} and CoC map {coc_signed.shape} do not match")
     c, h, w = planes.shape
     idx = layer_index(coc_signed, ratio)
     lo = int(idx.min())
-    flat = (idx - lo).ravel()
+    lay = idx - lo
+    flat = lay.ravel()
     counts = np.bincount(flat)
     sums = np.bincount(flat, weights=np.abs(coc_signed).ravel())
+    row_has, col_has = _layer_boxes(lay, len(counts))
     acc = np.zeros((c + 1, h, w), np.float32)  # premultiplied colour planes + coverage
-    for offset in range(len(counts) - 1, -1, -1):  # far (large positive) to near (large negative)
-        if counts[offset] == 0:
+    for k in range(len(counts) - 1, -1, -1):  # far (large positive) to near (large negative)
+        if counts[k] == 0:
             continue
-        coc = float(sums[offset] / counts[offset])
-        mask = idx == (offset + lo)
-        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        coc = float(sums[k] / counts[k])
+        rows, cols = np.flatnonzero(row_has[k]), np.flatnonzero(col_has[k])
         pad = int(math.ceil(coc / 2)) + 2 * max(1, int(round(coc / BLUR_AT_LOW_RES_PX))) + 2
         y0, y1 = max(0, rows[0] - pad), min(h, rows[-1] + 1 + pad)
         x0, x1 = max(0, cols[0] - pad), min(w, cols[-1] + 1 + pad)
-        alpha = mask[y0:y1, x0:x1].astype(np.float32)
+        alpha = (lay[y0:y1, x0:x1] == k).astype(np.float32)
         blurred_alpha = blur_disc(alpha, coc)
-        dst = acc[:, y0:y1, x0:x1]
-        dst *= 1.0 - blurred_alpha
-        dst[c] += blurred_alpha
+        transmit = 1.0 - blurred_alpha
         for ch in range(c):
-            dst[ch] += blur_disc(planes[ch, y0:y1, x0:x1] * alpha, coc)
-    return np.asarray(acc[:c] / np.maximum(acc[c], 1e-6), np.float32)
+            dst = acc[ch, y0:y1, x0:x1]
+            cv2.multiply(dst, transmit, dst=dst)
+            cv2.add(dst, blur_disc(cv2.multiply(planes[ch, y0:y1, x0:x1], alpha), coc), dst=dst)
+        cov = acc[c, y0:y1, x0:x1]
+        cv2.multiply(cov, transmit, dst=cov)
+        cv2.add(cov, blurred_alpha, dst=cov)
+    coverage = np.maximum(acc[c], np.float32(1e-6))
+    for ch in range(c):
+        cv2.divide(acc[ch], coverage, dst=acc[ch])
+    return acc[:c]

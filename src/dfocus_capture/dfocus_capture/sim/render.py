@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from dfocus_capture.calibration import CalibrationError, CameraModel
+from dfocus_capture.calibration import CameraModel
 from dfocus_capture.sim.defocus import thin_lens_defocus
 from dfocus_capture.sim.scene import Scene
 from dfocus_capture.sim.sensor import (
@@ -256,11 +256,15 @@ class ThinLensRenderer:
         lin[ys + y0, xs + x0] = block
         srgb[ys + y0, xs + x0] = encode_srgb8(block)
 
-    def pinhole(self, cam: CameraModel) -> PinholeRender:
+    def _pinhole(self, cam: CameraModel) -> tuple[PinholeRender, np.ndarray]:
         inv_z, sid, rasters = self._rasterize(cam)
         srgb, lin = self._shade(cam, sid, rasters)
-        depth = (1.0 / inv_z).astype(np.float32)
-        return PinholeRender(linear=lin, srgb=srgb, depth=depth, surface_id=sid)
+        depth = np.float32(1.0) / inv_z
+        return PinholeRender(linear=lin, srgb=srgb, depth=depth, surface_id=sid), inv_z
+
+    def pinhole(self, cam: CameraModel) -> PinholeRender:
+        """The noise-free pinhole view: linear and sRGB images, depth, surface index."""
+        return self._pinhole(cam)[0]
 
     # -- views ----------------------------------------------------------------------------------
     def render(
@@ -281,12 +285,13 @@ class ThinLensRenderer:
                               f"{cam.focal_length_mm} mm")
         if cam.width * cam.height > 50_000_000:
             raise RenderError(f"{cam.name}: {cam.width}x{cam.height} exceeds the simulator's 50 MP limit")
-        pin = self.pinhole(cam)
-        try:
-            coc = cam.coc_px(pin.depth, focus, n_f).astype(np.float32)
-        except CalibrationError as exc:
-            raise RenderError(str(exc)) from exc
-        signed = np.where(pin.depth < focus, -coc, coc)
+        pin, inv_z = self._pinhole(cam)
+        # Thin lens (CameraModel.coc_px): c = A f / (s - f) * s * |1/s - 1/z| / pixel, which is
+        # affine in the inverse depth; positive behind the focal plane.
+        f = cam.focal_length_mm * 1e-3
+        gain = (f / n_f) * f / (focus - f) * focus / (cam.pixel_size_um * 1e-6)
+        signed = (np.float32(gain / focus) - np.float32(gain) * inv_z).astype(np.float32, copy=False)
+        coc = np.abs(signed)
         blurred = thin_lens_defocus(np.stack(cv2.split(pin.linear)), signed)
         if noise is None:
             image = cv2.merge(list(encode_srgb8(blurred)))

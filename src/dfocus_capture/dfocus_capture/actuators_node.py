@@ -135,6 +135,7 @@ class ActuatorsNode(Node):
                 return response
             self._busy, self._last_fault = True, ""
             done_at = self.stage.settled_at()
+        self.get_logger().debug(f"move to {target.tolist()} mm, in position at t+{(done_at or math.inf) - now:.3f} s")
         try:
             deadline = now + timeout
             # The model is analytic: sleep until it reports in position (or the timeout), on the node's clock.
@@ -146,6 +147,7 @@ class ActuatorsNode(Node):
                 state = self.stage.state(now)
                 response.position_mm = [float(v) for v in state.position_mm]
                 if not state.moving:
+                    self.get_logger().debug(f"in position at {state.position_mm.tolist()} mm")
                     response.success = True
                     response.message = f"in position at {np.round(state.position_mm, 4).tolist()} mm"
                     return response

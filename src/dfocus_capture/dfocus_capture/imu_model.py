@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,24 +54,27 @@ class ImuNoiseConfig:
 
 class ActuatorTrack:
     """The stage trajectory from its published positions: the velocity is piecewise linear through
-    the mean velocities of the sample intervals (at their midpoints), held at the ends."""
+    the mean velocities of the sample intervals (at their midpoints), held at the ends.
+    Thread-safe: a subscription thread adds samples while another one evaluates the track."""
 
     def __init__(self, max_samples: int = 1024) -> None:
         self._t: list[float] = []
         self._p: list[np.ndarray] = []
         self.max_samples = max_samples
+        self._lock = threading.Lock()
 
     def add(self, t: float, position_mm: np.ndarray) -> None:
         p = np.asarray(position_mm, dtype=np.float64).ravel()[:3]
         if not np.all(np.isfinite(p)):
             raise ImuModelError(f"stage position must be finite, got {p.tolist()}")
-        p = np.pad(p, (0, 3 - p.size))
-        if self._t and t <= self._t[-1]:
-            return  # stale or repeated state
-        self._t.append(t)
-        self._p.append(p * 1e-3)
-        if len(self._t) > self.max_samples:
-            del self._t[0], self._p[0]
+        p = np.pad(p, (0, 3 - p.size)) * 1e-3
+        with self._lock:
+            if self._t and t <= self._t[-1]:
+                return  # stale or repeated state
+            self._t.append(t)
+            self._p.append(p)
+            if len(self._t) > self.max_samples:
+                del self._t[0], self._p[0]
 
     def _interval_velocity(self, k: int) -> tuple[float, np.ndarray]:
         """Midpoint time and mean velocity of the sample interval [t_k, t_k+1]."""
@@ -79,27 +83,36 @@ class ActuatorTrack:
 
     def velocity_at(self, t: float) -> np.ndarray:
         """m/s in the array frame: linear between the midpoints of the sample intervals."""
-        n = len(self._t)
-        if n < 2:
-            return np.zeros(3)
-        k = min(max(bisect.bisect_right(self._t, t) - 1, 0), n - 2)  # the interval holding t
-        m, v = self._interval_velocity(k)
-        j = k + 1 if t >= m else k - 1  # the neighbouring interval on t's side of the midpoint
-        if not 0 <= j <= n - 2:
-            return v  # held beyond the first / last midpoint
-        m2, v2 = self._interval_velocity(j)
+        with self._lock:
+            n = len(self._t)
+            if n < 2:
+                return np.zeros(3)
+            k = min(max(bisect.bisect_right(self._t, t) - 1, 0), n - 2)  # the interval holding t
+            m, v = self._interval_velocity(k)
+            j = k + 1 if t >= m else k - 1  # the neighbouring interval on t's side of the midpoint
+            if not 0 <= j <= n - 2:
+                return v  # held beyond the first / last midpoint
+            m2, v2 = self._interval_velocity(j)
         return np.asarray(v + (v2 - v) * (t - m) / (m2 - m), dtype=np.float64)
 
     def position_at(self, t: float) -> np.ndarray:
-        """m, linear between samples."""
-        if not self._t:
-            return np.zeros(3)
-        p = np.array(self._p)
-        return np.array([np.interp(t, self._t, p[:, i]) for i in range(3)])
+        """m, linear between samples, held before the first and after the last."""
+        with self._lock:
+            if not self._t:
+                return np.zeros(3)
+            k = bisect.bisect_right(self._t, t)
+            if k == 0:
+                return self._p[0].copy()
+            if k == len(self._t):
+                return self._p[-1].copy()
+            t0, t1 = self._t[k - 1], self._t[k]
+            p0, p1 = self._p[k - 1], self._p[k]
+        return np.asarray(p0 + (p1 - p0) * (t - t0) / (t1 - t0), dtype=np.float64)
 
     @property
     def latest_t(self) -> float | None:
-        return self._t[-1] if self._t else None
+        with self._lock:
+            return self._t[-1] if self._t else None
 
 
 class ImuSimulator:

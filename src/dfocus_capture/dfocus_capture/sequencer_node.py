@@ -113,9 +113,9 @@ class SequencerNode(Node):
         self._sets = _Sets()
         self.sync = ApproximateTimeSynchronizer(2 * len(names), self.params["queue_size"], self.params["slop_s"])
         self.sync.register_callback(self._on_set)
-        for i, name in enumerate(names):
-            self.create_subscription(Image, f"{name}/image_raw", self._feeder(2 * i), SENSOR, callback_group=self.group)
-            self.create_subscription(CameraInfo, f"{name}/camera_info", self._feeder(2 * i + 1), SENSOR,
+        for i in range(len(names)):  # topics are cam<i> by calibration order (the graph's contract)
+            self.create_subscription(Image, f"cam{i}/image_raw", self._feeder(2 * i), SENSOR, callback_group=self.group)
+            self.create_subscription(CameraInfo, f"cam{i}/camera_info", self._feeder(2 * i + 1), SENSOR,
                                      callback_group=self.group)
         # The 400 Hz IMU and the stage state go through a helper node on its own single-threaded
         # executor: rclpy's multi-threaded executor costs several times more CPU per message.
@@ -275,7 +275,8 @@ class SequencerNode(Node):
 
     def _wait_camera_topics(self) -> None:
         """Every camera topic must have its publisher discovered, or the first shot's set is lost."""
-        topics = [f"{c.name}/{kind}" for c in self.calibration.cameras for kind in ("image_raw", "camera_info")]
+        n = len(self.calibration.cameras)
+        topics = [f"cam{i}/{kind}" for i in range(n) for kind in ("image_raw", "camera_info")]
         deadline = time.monotonic() + self.params["service_wait_s"]
         while True:
             missing = [t for t in topics if self.count_publishers(self.resolve_topic_name(t)) == 0]
@@ -348,7 +349,7 @@ class SequencerNode(Node):
                 if left <= 0:
                     break
                 self._sets.cond.wait(min(left, 0.05))
-        missing = [f"{self.calibration.cameras[i // 2].name}/{'image_raw' if i % 2 == 0 else 'camera_info'}"
+        missing = [f"cam{i // 2}/{'image_raw' if i % 2 == 0 else 'camera_info'}"
                    for i in range(self.sync.num_inputs)
                    if not any(abs(s - shot.stamp_ns) < slop for s in self.sync.queued_stamps(i))]
         raise BurstAbortError(

@@ -3,6 +3,8 @@ motion (hand tremor and actuator stage) the cameras see."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -100,3 +102,26 @@ def test_bad_noise_config_is_refused() -> None:
         ImuNoiseConfig(gyro_noise_density=-1.0)
     with pytest.raises(ImuModelError):
         ImuNoiseConfig(accel_range=1.0)
+
+
+def test_actuator_track_is_safe_to_read_while_samples_arrive() -> None:
+    track = ActuatorTrack(max_samples=50)
+    stop = threading.Event()
+    errors: list[Exception] = []
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                track.position_at(0.5)
+                track.velocity_at(0.5)
+            except Exception as exc:  # noqa: BLE001 - any failure of a concurrent read is the bug
+                errors.append(exc)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    for k in range(20000):
+        track.add(k * 1e-4, np.array([k * 1e-3, 0.0]))
+    stop.set()
+    reader.join()
+    assert errors == []
+    np.testing.assert_allclose(track.position_at(1.99985), [0.0199985, 0.0, 0.0], rtol=1e-6)  # mm -> m

@@ -4,13 +4,15 @@ simulated fault (a camera that stops delivering after N triggers)."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import numpy as np
 
-from dfocus_capture.calibration import ArrayCalibration
+from dfocus_capture.calibration import ArrayCalibration, CameraModel
 from dfocus_capture.drivers.base import CameraArrayDriver, CapturedImage, DriverError
 from dfocus_capture.sim.render import RenderError, ThinLensRenderer
 from dfocus_capture.sim.scene import Scene, SceneError, plane_scene, random_scene
@@ -72,6 +74,8 @@ class SimCameraArray(CameraArrayDriver):
         self.clock_ns = clock_ns
         self._rng = np.random.default_rng([seed, 7])
         self._ref_inv = np.linalg.inv(self.calibration.reference.T_ref_cam)
+        self._pool = ThreadPoolExecutor(max_workers=max(1, min(self.num_cameras, os.cpu_count() or 1)),
+                                        thread_name_prefix="sim_camera")
 
     @property
     def frame_time_s(self) -> float:
@@ -82,16 +86,23 @@ class SimCameraArray(CameraArrayDriver):
         start_ns = self.clock_ns()
         stamp_ns = start_ns + round(self.exposure_time_s * 5e8)  # middle of the exposure
         pose = self.array_pose(stamp_ns) if self.array_pose is not None else np.eye(4)
-        out = []
+        jobs = []
         for i, cam in enumerate(self.calibration.cameras):
             if i == self.fail_camera and self.trigger_count >= self.fail_after:
                 continue  # simulated fault: this camera has stopped delivering frames
             posed = replace(cam, T_ref_cam=self._ref_inv @ pose @ cam.T_ref_cam, focus_distance_m=self.focus_m[i])
+            jobs.append((i, posed, self._rng.spawn(1)[0]))  # one generator per view: same noise on any thread
+
+        def render(job: tuple[int, CameraModel, np.random.Generator]) -> CapturedImage:
+            i, posed, rng = job
             try:
-                view = self.renderer.render(posed, noise=self.noise, rng=self._rng)
+                view = self.renderer.render(posed, noise=self.noise, rng=rng)
             except RenderError as exc:
-                raise DriverError(f"{cam.name}: {exc}") from exc
-            out.append(CapturedImage(i, view.image, posed, stamp_ns))
+                raise DriverError(f"{posed.name}: {exc}") from exc
+            return CapturedImage(i, view.image, posed, stamp_ns)
+
+        # The cameras expose in parallel; so do their renders (numpy and OpenCV release the GIL).
+        out = list(self._pool.map(render, jobs))
         if self.realtime:
             # Images are available only after exposure + readout, as from the real sensors.
             remaining = start_ns + round(self.frame_time_s * 1e9) - self.clock_ns()

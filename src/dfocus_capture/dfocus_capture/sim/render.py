@@ -119,7 +119,8 @@ _MAX_TILED_PX = 8192
 
 
 class ThinLensRenderer:
-    """Renders views of one scene. Per-scene data (textures, mip maps, tiled copies) is kept."""
+    """Renders views of one scene. Per-scene data (textures, mip maps, tiled copies) is kept.
+    `render` may be called from several threads at once (one view per thread)."""
 
     def __init__(self, scene: Scene) -> None:
         self.scene = scene
@@ -180,11 +181,13 @@ class ThinLensRenderer:
 
     def _texture(self, k: int, level: int, nx: int, ny: int) -> np.ndarray:
         key = (k, level, nx, ny)
-        if key not in self._tiled:
+        tex = self._tiled.get(key)  # views may render on several threads: no check-then-read
+        if tex is None:
             if len(self._tiled) > 256:
                 self._tiled.clear()
-            self._tiled[key] = np.tile(self.scene.surfaces[k].mips[level], (ny, nx, 1))
-        return self._tiled[key]
+            tex = np.tile(self.scene.surfaces[k].mips[level], (ny, nx, 1))
+            self._tiled[key] = tex
+        return tex
 
     def _warp_surface(self, r: _Raster, cam: CameraModel) -> np.ndarray:
         """The surface's texture as seen in the raster's box (sRGB uint8)."""

@@ -38,7 +38,7 @@ from dfocus_refocus.srgb import to_srgb8
 
 Row = dict[str, Any]
 REPORT = Path("bench") / "refocus_quality.md"
-NAIVE = BokehParams(max_kernel_px=None)
+NAIVE = BokehParams(near_band_px=0.5, max_kernel_px=None)  # every layer layered, at full resolution
 # (focus m, f-number) of the refocus quality rows: a near and a far plane, wide open and stopped down.
 REFOCUS_PLANES = ((0.6, 1.8), (2.5, 2.8))
 
@@ -143,7 +143,7 @@ def _render_child(aif_path: str, depth_path: str, cam_args: dict[str, Any], queu
     sharp = resolve_focal_plane(cam, focus_m=0.8, near_m=0.8, far_m=0.8)
 
     def render() -> np.ndarray:
-        return to_srgb8(render_bokeh(aif, signed_coc_px(depth, sharp, cam, cam.f_number), BokehParams()))
+        return to_srgb8(render_bokeh(aif, signed_coc_px(depth, sharp, cam, cam.f_number)))
 
     seconds = _timed(render, 2)
     queue.put((seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0))

@@ -31,8 +31,12 @@ class BokehError(ValueError):
 @dataclass(frozen=True)
 class BokehParams:
     layer_ratio: float = 1.5  # blur diameter ratio of consecutive layers
-    first_layer_px: float = 1.0  # the smallest non-zero blur layer
-    max_kernel_px: float | None = 7.0  # None: every layer at full resolution (reference quality)
+    near_band_px: float = 2.0  # |CoC| up to this is gathered in place (occlusion errors < 1 px)
+    max_kernel_px: float | None = 4.0  # None: every layer at full resolution (reference quality)
+
+    @property
+    def first_layer_px(self) -> float:
+        return self.near_band_px * self.layer_ratio
 
 
 @lru_cache(maxsize=256)
@@ -47,11 +51,21 @@ def disc_kernel(diameter: float) -> np.ndarray:
 
 
 def blur_levels(max_abs_coc: float, params: BokehParams) -> list[float]:
-    """Signed layer diameters, ascending: nearest-to-camera (most negative) .. farthest."""
+    """Signed layer diameters, ascending: nearest-to-camera (most negative) .. farthest; 0 stands
+    for the near band (|CoC| <= near_band_px)."""
     levels = [params.first_layer_px]
     while levels[-1] < max_abs_coc:
         levels.append(levels[-1] * params.layer_ratio)
     return [-v for v in reversed(levels)] + [0.0] + levels
+
+
+def layer_position(coc: np.ndarray, levels: list[float], params: BokehParams) -> np.ndarray:
+    """Fractional layer index per pixel; the whole near band maps to the zero layer's index."""
+    zero = levels.index(0.0)
+    band = params.near_band_px
+    xp = levels[:zero] + [-band, band] + levels[zero + 1 :]
+    fp = list(range(zero)) + [zero, zero] + list(range(zero + 1, len(levels)))
+    return np.interp(coc, xp, np.asarray(fp, np.float32)).astype(np.float32)
 
 
 def _octave(diameter: float, params: BokehParams) -> int:
@@ -61,14 +75,34 @@ def _octave(diameter: float, params: BokehParams) -> int:
     return math.ceil(math.log2(diameter / params.max_kernel_px))
 
 
-def _layer_premultiplied(image: np.ndarray, pos: np.ndarray, j: int) -> np.ndarray:
-    """Layer j as HxWx4 premultiplied RGBA (coverage = hat function of the fractional layer index)."""
-    a = np.subtract(1.0, np.abs(pos - np.float32(j)), dtype=np.float32)
+def _layer_premultiplied(rgba: np.ndarray, pos: np.ndarray, j: int) -> np.ndarray:
+    """Layer j of an opaque RGBA image as premultiplied RGBA (coverage = hat function of the
+    fractional layer index)."""
+    a = np.abs(pos - np.float32(j))
+    np.subtract(1.0, a, out=a)
     np.maximum(a, 0.0, out=a)
-    out = np.empty((*pos.shape, 4), np.float32)
-    np.multiply(image, a[:, :, None], out=out[:, :, :3])
-    out[:, :, 3] = a
-    return out
+    return np.asarray(cv2.multiply(rgba, _channels(a, 4)), dtype=np.float32)
+
+
+def _channels(plane: np.ndarray, n: int) -> np.ndarray:
+    """A single-channel map repeated over n channels (same-shape arithmetic is far faster than
+    numpy broadcasting over a short last axis)."""
+    return np.asarray(cv2.merge([np.ascontiguousarray(plane)] * n), dtype=np.float32)
+
+
+def _transparency(layer: np.ndarray) -> np.ndarray:
+    """1 - alpha of a premultiplied RGBA image, as 4 channels."""
+    return _channels(1.0 - layer[:, :, 3], 4)
+
+
+def _near_band_colour(image: np.ndarray, coc: np.ndarray, band: float) -> np.ndarray:
+    """Opaque RGBA of the in-focus layer: each pixel blended between sharp and a disc of `band` px
+    by its own |CoC| (gathering at this size crosses an occlusion edge by under a pixel)."""
+    t = np.minimum(np.abs(coc), np.float32(band)) * np.float32(1.0 / band)
+    if t.max() > 0:
+        soft = cv2.filter2D(image, -1, disc_kernel(band), borderType=cv2.BORDER_REFLECT)
+        image = image + (soft - image) * _channels(t, 3)
+    return np.asarray(cv2.cvtColor(image, cv2.COLOR_RGB2RGBA), dtype=np.float32)
 
 
 def _span(lo: np.ndarray, hi: np.ndarray, j: int) -> tuple[int, int] | None:
@@ -96,25 +130,29 @@ class _Accumulator:
         return self.data
 
 
-def render_bokeh(linear: np.ndarray, coc_signed: np.ndarray, params: BokehParams = BokehParams()) -> np.ndarray:
+def render_bokeh(linear: np.ndarray, coc_signed: np.ndarray, params: BokehParams | None = None) -> np.ndarray:
     """Refocused float32 linear RGB from an all-in-focus linear image and a signed CoC map (px)."""
+    params = params or BokehParams()
     if linear.ndim != 3 or linear.shape[2] != 3 or coc_signed.shape != linear.shape[:2]:
         raise BokehError(f"image {linear.shape} and blur map {coc_signed.shape} do not match")
     coc = np.asarray(coc_signed, dtype=np.float32)
     if not np.isfinite(coc).all():
         raise BokehError("the blur map contains NaN or infinity")
+    image = np.asarray(linear, dtype=np.float32)
     max_abs = float(np.abs(coc).max()) if coc.size else 0.0
-    if max_abs < 0.5 * params.first_layer_px:
-        return np.array(linear, dtype=np.float32)
+    if max_abs <= params.near_band_px:
+        return np.asarray(_near_band_colour(image, coc, params.near_band_px)[:, :, :3])
     levels = blur_levels(max_abs, params)
     zero = levels.index(0.0)
     # Pad to a multiple of the coarsest octave so that every octave's pixel grid nests exactly.
     h, w = coc.shape
     unit = 1 << _octave(abs(levels[0]), params)
     ph, pw = -h % unit, -w % unit
-    image = np.asarray(cv2.copyMakeBorder(np.asarray(linear, np.float32), 0, ph, 0, pw, cv2.BORDER_REFLECT))
-    pos = np.interp(coc, levels, np.arange(len(levels), dtype=np.float32)).astype(np.float32)
-    pos = np.asarray(cv2.copyMakeBorder(pos, 0, ph, 0, pw, cv2.BORDER_REFLECT))
+    rgba = _near_band_colour(image, coc, params.near_band_px)
+    pos = layer_position(coc, levels, params)
+    if ph or pw:
+        rgba = np.asarray(cv2.copyMakeBorder(rgba, 0, ph, 0, pw, cv2.BORDER_REFLECT))
+        pos = np.asarray(cv2.copyMakeBorder(pos, 0, ph, 0, pw, cv2.BORDER_REFLECT))
     H, W = pos.shape
     row_lo, row_hi, col_lo, col_hi = pos.min(axis=1), pos.max(axis=1), pos.min(axis=0), pos.max(axis=0)
 
@@ -131,24 +169,27 @@ def render_bokeh(linear: np.ndarray, coc_signed: np.ndarray, params: BokehParams
             y0, y1 = max(0, rows[0] // f - m), min(H // f, -(-rows[1] // f) + m)
             x0, x1 = max(0, cols[0] // f - m), min(W // f, -(-cols[1] // f) + m)
             win = (slice(y0 * f, y1 * f), slice(x0 * f, x1 * f))
-            layer = _layer_premultiplied(image[win], pos[win], j)
+            layer = _layer_premultiplied(rgba[win], pos[win], j)
             if f > 1:
                 layer = np.asarray(cv2.resize(layer, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA), np.float32)
             blurred = cv2.filter2D(layer, -1, disc_kernel(d / f), borderType=cv2.BORDER_REFLECT)
             roi = acc.at(k)[y0:y1, x0:x1]
             if over:  # the new (nearer) layer goes over the accumulated farther ones
-                roi *= 1.0 - blurred[:, :, 3:4]
+                roi *= _transparency(blurred)
                 roi += blurred
             else:  # the new (farther) layer goes under the accumulated nearer ones
-                roi += (1.0 - roi[:, :, 3:4]) * blurred
+                roi += _transparency(roi) * blurred
         return None if acc.octave < 0 else acc.at(0)
 
     back = composite(list(range(len(levels) - 1, zero, -1)), over=True)
     front = composite(list(range(zero)), over=False)
-    result = _layer_premultiplied(image, pos, zero)
+    result = _layer_premultiplied(rgba, pos, zero)
     if back is not None:
-        result += (1.0 - result[:, :, 3:4]) * back
+        back *= _transparency(result)
+        result += back
     if front is not None:
-        result = front + (1.0 - front[:, :, 3:4]) * result
-    coverage = np.maximum(result[:h, :w, 3:4], 1e-6)
-    return np.asarray(result[:h, :w, :3] / coverage, dtype=np.float32)
+        result *= _transparency(front)
+        result += front
+    out = np.ascontiguousarray(result[:h, :w])
+    coverage = np.maximum(out[:, :, 3], 1e-6)
+    return np.asarray(cv2.divide(cv2.cvtColor(out, cv2.COLOR_RGBA2RGB), _channels(coverage, 3)), dtype=np.float32)

@@ -38,6 +38,8 @@ class FusionParams:
     resample_px: float = 1.0  # blur that resampling (warping) adds to every frame but the reference
     flat_radius_px: int = 6  # no structure above noise within this radius: blur is irrelevant, average
     equalize: bool = True  # match each frame's smooth gain (exposure, vignetting) to the reference
+    consistency: float = 0.06  # relative low-pass difference to the reference at which a frame's weight falls
+    consistency_sigma_px: float = 4.0  # low-pass scale of that comparison (above most blur differences)
 
 
 def expected_blur(reg: Registration, index: int) -> np.ndarray:
@@ -128,6 +130,8 @@ def fusion_weights(
         # Relative measured sharpness; the noise floor keeps flat areas from ranking by noise.
         rel = (sharp + floor) / (sharp.max(axis=0)[None] + floor)
         weights *= rel ** np.float32(params.sharpness_gamma)
+    if params.consistency > 0:
+        weights *= _consistency(reg, params)
     weights = np.where(np.isfinite(blur), weights, 0.0).astype(np.float32)
     total = weights.sum(axis=0)
     ref_k = reg.frames.index(reg.reference_frame)
@@ -136,6 +140,22 @@ def fusion_weights(
     if progress is not None:
         progress(0.9)
     return weights
+
+
+def _consistency(reg: Registration, params: FusionParams) -> np.ndarray:
+    """Per-frame factor that fades frames whose low-passed luminance disagrees with the reference:
+    view-dependent light (reflections, highlights) and residual misregistration are taken from the
+    reference view rather than blended in as ghosts."""
+    def low(image: np.ndarray) -> np.ndarray:
+        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        return np.asarray(cv2.GaussianBlur(gray, (0, 0), params.consistency_sigma_px), dtype=np.float32)
+
+    ref = low(reg.reference_frame.image)
+    out = np.empty((len(reg.frames), *ref.shape), np.float32)
+    for k, f in enumerate(reg.frames):
+        rel = (low(f.image) - ref) / (ref + 8.0) / np.float32(params.consistency)
+        out[k] = np.exp(-0.5 * rel * rel)
+    return out
 
 
 def _structure(energy: np.ndarray, floor: np.float32, radius: int) -> np.ndarray:

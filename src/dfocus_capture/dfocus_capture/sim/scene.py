@@ -247,7 +247,7 @@ def random_scene(
     if textureless:
         z = depth_sample(max(near_m * 2, 0.7), max(near_m * 2.5, min(4.0, obj_far)))
         tx, ty = rng.uniform(-0.2, 0.2), rng.uniform(-0.15, 0.15)
-        half = rng.uniform(0.07, 0.12) * z
+        half = rng.uniform(0.04, 0.08) * z
         colour = rng.uniform(0.3, 0.8) * np.ones(3) + rng.uniform(-0.05, 0.05, 3)
         surfaces.append(make_surface("textureless", np.array([tx * z, ty * z, z]), np.eye(3),
                                      rect_polygon(half * 1.2, half), flat_texture(colour), 1e-3, light,

@@ -156,6 +156,19 @@ def render_bokeh(linear: np.ndarray, coc_signed: np.ndarray, params: BokehParams
     H, W = pos.shape
     row_lo, row_hi, col_lo, col_hi = pos.min(axis=1), pos.max(axis=1), pos.min(axis=0), pos.max(axis=0)
 
+    # Layers blurred by 4x the widest full-resolution disc or more are cut from a half-resolution copy:
+    # a 2x2 block straddling a depth edge then mixes colours under a blur at least 8x its size.
+    half: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def source(k: int) -> tuple[np.ndarray, np.ndarray, int]:
+        if k < 2:
+            return rgba, pos, 0
+        if not half:
+            size = (W // 2, H // 2)
+            half.append((np.asarray(cv2.resize(rgba, size, interpolation=cv2.INTER_AREA), np.float32),
+                         np.asarray(cv2.resize(pos, size, interpolation=cv2.INTER_NEAREST), np.float32)))
+        return half[0][0], half[0][1], 1
+
     def composite(order: list[int], over: bool) -> np.ndarray | None:
         acc = _Accumulator(H, W)
         for j in order:
@@ -168,9 +181,11 @@ def render_bokeh(linear: np.ndarray, coc_signed: np.ndarray, params: BokehParams
             m = math.ceil(d / (2 * f)) + 1  # blur reach in octave pixels
             y0, y1 = max(0, rows[0] // f - m), min(H // f, -(-rows[1] // f) + m)
             x0, x1 = max(0, cols[0] // f - m), min(W // f, -(-cols[1] // f) + m)
-            win = (slice(y0 * f, y1 * f), slice(x0 * f, x1 * f))
-            layer = _layer_premultiplied(rgba[win], pos[win], j)
-            if f > 1:
+            src_rgba, src_pos, s = source(k)
+            g = f >> s  # octave pixel size in source pixels
+            win = (slice(y0 * g, y1 * g), slice(x0 * g, x1 * g))
+            layer = _layer_premultiplied(src_rgba[win], src_pos[win], j)
+            if g > 1:
                 layer = np.asarray(cv2.resize(layer, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA), np.float32)
             blurred = cv2.filter2D(layer, -1, disc_kernel(d / f), borderType=cv2.BORDER_REFLECT)
             roi = acc.at(k)[y0:y1, x0:x1]

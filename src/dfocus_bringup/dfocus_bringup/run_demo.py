@@ -17,8 +17,10 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -76,9 +78,9 @@ class DemoClient:
 
         self.timeout = timeout
         self.node = rclpy.create_node("dfocus_run", namespace=namespace)
-        self.capture = ActionClient(self.node, CaptureSequence, "capture_sequence")
-        self.refocus = ActionClient(self.node, Refocus, "refocus")
-        self.export = self.node.create_client(ExportModel, "depth/export_model")
+        self.capture: Any = ActionClient(self.node, CaptureSequence, "capture_sequence")
+        self.refocus: Any = ActionClient(self.node, Refocus, "refocus")
+        self.export: Any = self.node.create_client(ExportModel, "depth/export_model")
         self.latest: dict[str, Image] = {}
         self.cond = threading.Condition()
         for topic, qos in (("depth/image", LATCHED), ("depth/confidence", LATCHED),
@@ -89,12 +91,12 @@ class DemoClient:
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
         self.thread.start()
 
-    def _store(self, topic: str, msg: object) -> None:
+    def _store(self, topic: str, msg: Any) -> None:
         with self.cond:
-            self.latest[topic] = msg  # type: ignore[assignment]
+            self.latest[topic] = msg
             self.cond.notify_all()
 
-    def wait_topic(self, topic: str, stamp_ns: int | None, what: str) -> object:
+    def wait_topic(self, topic: str, stamp_ns: int | None, what: str) -> Any:
         from dfocus_capture.ros_convert import stamp_to_ns
 
         def ready() -> bool:
@@ -106,28 +108,28 @@ class DemoClient:
                 raise DemoError(f"no {what} on {self.node.get_namespace()}/{topic} within {self.timeout:.0f} s")
             return self.latest[topic]
 
-    def _wait(self, future: object, what: str) -> object:
+    def wait_future(self, future: Any, what: str) -> Any:
         done = threading.Event()
-        future.add_done_callback(lambda _f: done.set())  # type: ignore[attr-defined]
+        future.add_done_callback(lambda _f: done.set())
         if not done.wait(self.timeout):
             raise DemoError(f"timed out after {self.timeout:.0f} s waiting for {what}")
-        return future.result()  # type: ignore[attr-defined]
+        return future.result()
 
-    def run_goal(self, client: object, goal: object, what: str, log: object) -> object:
-        if not client.wait_for_server(timeout_sec=self.timeout):  # type: ignore[attr-defined]
+    def run_goal(self, client: Any, goal: Any, what: str, log: Callable[[Any], object]) -> Any:
+        if not client.wait_for_server(timeout_sec=self.timeout):
             raise DemoError(f"the {what} action server is not available (is its node running?)")
-        handle = self._wait(
-            client.send_goal_async(goal, feedback_callback=lambda fb: log(fb.feedback)),  # type: ignore[attr-defined]
+        handle = self.wait_future(
+            client.send_goal_async(goal, feedback_callback=lambda fb: log(fb.feedback)),
             f"{what} goal acceptance",
         )
-        if not handle.accepted:  # type: ignore[attr-defined]
+        if not handle.accepted:
             raise DemoError(f"{what} goal rejected")
-        result = self._wait(handle.get_result_async(), f"the {what} result")  # type: ignore[attr-defined]
+        result = self.wait_future(handle.get_result_async(), f"the {what} result")
         from action_msgs.msg import GoalStatus
 
-        if result.status != GoalStatus.STATUS_SUCCEEDED:  # type: ignore[attr-defined]
-            raise DemoError(f"{what} failed: {getattr(result.result, 'message', '')}")  # type: ignore[attr-defined]
-        return result.result  # type: ignore[attr-defined]
+        if result.status != GoalStatus.STATUS_SUCCEEDED:
+            raise DemoError(f"{what} failed: {getattr(result.result, 'message', '')}")
+        return result.result
 
     def close(self) -> None:
         self.executor.shutdown(timeout_sec=5)
@@ -148,13 +150,13 @@ def run_pipeline(client: DemoClient, out: Path, focus_m: float | None, shots: in
         client.capture, goal, "capture_sequence",
         lambda fb: logger.info(f"  capture: shot {fb.shot_index + 1}/{fb.num_shots} {fb.stage}"),
     )
-    seq_id = int(captured.sequence_id)  # type: ignore[attr-defined]
+    seq_id = int(captured.sequence_id)
     logger.info(f"sequence {seq_id} captured; waiting for its depth")
     depth_msg = client.wait_topic("depth/image", None, "depth map")
-    stamp = stamp_to_ns(depth_msg.header.stamp)  # type: ignore[attr-defined]
-    depth = np.array(msg_to_image(depth_msg), dtype=np.float32)  # type: ignore[arg-type]
+    stamp = stamp_to_ns(depth_msg.header.stamp)
+    depth = np.array(msg_to_image(depth_msg), dtype=np.float32)
     conf_msg = client.wait_topic("depth/confidence", stamp, "depth confidence")
-    confidence = np.array(msg_to_image(conf_msg), dtype=np.float32)  # type: ignore[arg-type]
+    confidence = np.array(msg_to_image(conf_msg), dtype=np.float32)
 
     if focus_m is None:  # focus on the nearest large object: a low percentile of the depth
         focus_m = float(np.nanpercentile(depth, 20))
@@ -173,8 +175,8 @@ def run_pipeline(client: DemoClient, out: Path, focus_m: float | None, shots: in
         "depth_png": out / "depth.png",
         "confidence_npy": out / "confidence.npy",
     }
-    cv2.imwrite(str(files["refocused"]), cv2.cvtColor(np.asarray(msg_to_image(refocused.image)), cv2.COLOR_RGB2BGR))  # type: ignore[attr-defined]
-    cv2.imwrite(str(files["all_in_focus"]), cv2.cvtColor(np.asarray(msg_to_image(aif_msg)), cv2.COLOR_RGB2BGR))  # type: ignore[arg-type]
+    cv2.imwrite(str(files["refocused"]), cv2.cvtColor(np.asarray(msg_to_image(refocused.image)), cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(files["all_in_focus"]), cv2.cvtColor(np.asarray(msg_to_image(aif_msg)), cv2.COLOR_RGB2BGR))
     np.save(files["depth_npy"], depth)
     np.save(files["confidence_npy"], confidence)
     cv2.imwrite(str(files["depth_png"]), depth_colormap(depth))
@@ -183,11 +185,11 @@ def run_pipeline(client: DemoClient, out: Path, focus_m: float | None, shots: in
         raise DemoError("depth/export_model service is not available")
     for fmt, name in ((ExportModel.Request.FORMAT_PLY_POINTS, "points.ply"),
                       (ExportModel.Request.FORMAT_PLY_MESH, "mesh.ply")):
-        resp = client._wait(client.export.call_async(ExportModel.Request(filename=name, format=fmt,
+        resp = client.wait_future(client.export.call_async(ExportModel.Request(filename=name, format=fmt,
                                                                          sequence_id=seq_id)), "export_model")
-        if not resp.success:  # type: ignore[attr-defined]
-            raise DemoError(f"export of {name} failed: {resp.message}")  # type: ignore[attr-defined]
-        files[name.split(".")[0]] = Path(resp.path)  # type: ignore[attr-defined]
+        if not resp.success:
+            raise DemoError(f"export of {name} failed: {resp.message}")
+        files[name.split(".")[0]] = Path(resp.path)
     return DemoResult(seq_id, files)
 
 

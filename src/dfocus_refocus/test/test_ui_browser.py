@@ -40,7 +40,7 @@ def sim_burst(sequence_id: int, seed: int) -> tuple[Any, np.ndarray]:
 @pytest.fixture
 def graph(rclpy_context: Any, spin: Callable[..., Any], node_processes: Any, wait: Callable[..., None],
           tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """ui + refocus node processes in /test, a latched burst and depth published from here."""
+    """ui, refocus and sequencer node processes in /test; a latched burst and depth published from here."""
     import rclpy
     from sensor_msgs.msg import Image
     from std_msgs.msg import Header
@@ -60,14 +60,13 @@ def graph(rclpy_context: Any, spin: Callable[..., Any], node_processes: Any, wai
         header = Header(stamp=ns_to_stamp(burst.stamp_ns), frame_id="cam0_optical_frame")
         depth_pub.publish(image_to_msg(depth, "32FC1", header))
 
-    burst, depth = sim_burst(41, seed=7)
-    publish_sequence(burst)
-    publish_depth(burst, depth)
     spin(node)
     ros = ["--ros-args", "-r", "__ns:=/test"]
     # depth_timeout_s: a render of a burst whose depth is still on the way waits long enough to be cancelled.
     refocus = node_processes.python("dfocus_refocus.refocus_node", *ros, "-p", "preview_width:=320",
                                     "-p", "depth_timeout_s:=30.0", name="refocus")
+    # The sequencer without a camera array: a capture is accepted, then aborted with the reason.
+    node_processes.python("dfocus_capture.sequencer_node", *ros, "-p", "service_wait_s:=0.5", name="sequencer")
     ui = node_processes.python("dfocus_refocus.ui.ui_node", *ros, "-p", "port:=0", "-p", "server_wait_s:=1.0",
                                name="ui")
     url: list[str] = []
@@ -80,6 +79,14 @@ def graph(rclpy_context: Any, spin: Callable[..., Any], node_processes: Any, wai
         return bool(found)
 
     wait(served, 20.0, "the ui node to serve")
+    # Publish once both nodes subscribe (transient-local would also reach late joiners, but a 3 MB
+    # historical sample under this machine's load is the slow path; the live path is what is tested).
+    wait(lambda: seq_pub.get_subscription_count() >= 2 and depth_pub.get_subscription_count() >= 2, 20.0,
+         "ui and refocus to subscribe to capture/sequence and depth/image")
+    burst, depth = sim_burst(41, seed=7)
+    publish_sequence(burst)
+    publish_depth(burst, depth)
+    wait(lambda: "sequence 41" in node_processes.output(ui), 20.0, "the ui node to receive the burst")
     yield {"url": url[0], "burst": burst, "depth": depth, "refocus": refocus, "ui": ui, "procs": node_processes,
            "publish_sequence": publish_sequence, "publish_depth": publish_depth}
 
@@ -132,7 +139,7 @@ def set_slider(page: Any, selector: str, value: float) -> None:
     )
 
 
-def test_page_preview_paint_render_cancel_and_node_down(graph: dict[str, Any], browser: Any,
+def test_page_preview_paint_render_cancel_capture_and_node_down(graph: dict[str, Any], browser: Any,
                                                         wait: Callable[..., None]) -> None:
     page = open_page(browser, graph["url"])
     assert page.inner_text("#ticks")  # colour bar labelled in metres
@@ -155,7 +162,8 @@ def test_page_preview_paint_render_cancel_and_node_down(graph: dict[str, Any], b
     near_focus = image_pixels(page, "#base")
     frames = preview_frames(page)
     set_slider(page, "#focus", 980)  # the background
-    page.wait_for_function(f"() => Number(document.querySelector('#base').dataset.previewFrames) > {frames}")
+    page.wait_for_function(f"() => Number(document.querySelector('#base').dataset.previewFrames) > {frames}",
+                           timeout=30000)
     page.wait_for_timeout(300)
     far_focus = image_pixels(page, "#base")
     assert near_focus.shape == far_focus.shape == (HEIGHT * 320 // WIDTH, 320, 3)
@@ -223,6 +231,14 @@ def test_page_preview_paint_render_cancel_and_node_down(graph: dict[str, Any], b
     assert_readout(page, depth2, 350, 250)
     assert page.is_hidden("#banner")  # the "no depth yet" note went away with the depth
 
+    # Capture: the sequencer's aborted goal reaches the page in plain words, the button is usable again.
+    page.click("#capture")
+    page.wait_for_function("() => document.querySelector('#banner-text').textContent.startsWith('Capturing failed')",
+                           timeout=20000)
+    assert "trigger" in page.inner_text("#banner-text")
+    page.wait_for_function("() => !document.querySelector('#capture').disabled")
+    page.screenshot(path=str(ARTIFACTS / "07_capture_failed.png"))
+
     # Stop the refocus node: a render ends with a plain-words error, quickly, and the page stays usable.
     procs = graph["procs"]
     refocus = graph["refocus"]
@@ -237,7 +253,7 @@ def test_page_preview_paint_render_cancel_and_node_down(graph: dict[str, Any], b
     text = page.inner_text("#banner-text")
     assert "refocus node is not running" in text, text
     assert not page.is_disabled("#render")
-    page.screenshot(path=str(ARTIFACTS / "07_node_down.png"))
+    page.screenshot(path=str(ARTIFACTS / "08_node_down.png"))
     assert graph["ui"].poll() is None, procs.output(graph["ui"])
 
 

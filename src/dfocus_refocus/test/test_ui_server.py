@@ -303,6 +303,11 @@ def test_controls_publish_the_plane_and_report_the_range(
     # Publishing is rate-limited but always ends with the newest plane: the painted one.
     wait(lambda: bool(graph.planes) and graph.planes[-1].mask is not None, 5.0, "the painted plane")
     assert graph.planes[-1].focus_m == 0.0
+    # A refocus node that subscribes late gets the current plane again.
+    published = len(graph.planes)
+    server.post_plane_subscriber()
+    wait(lambda: len(graph.planes) == published + 1, 5.0, "the plane re-published for a new subscriber")
+    assert graph.planes[-1] is graph.planes[-2]
     assert graph.planes[0].focus_m == 1.5
 
 

@@ -79,6 +79,7 @@ class UiServer:
         self._runner: web.AppRunner | None = None
         self._stopped: asyncio.Event | None = None
         self._plane_pending: PlaneRequest | None = None
+        self._plane_last: PlaneRequest | None = None
         self._plane_handle: asyncio.TimerHandle | None = None
         self._last_publish = 0.0
         self._preview_pending: np.ndarray | None = None
@@ -154,6 +155,15 @@ class UiServer:
     def post_preview(self, rgb: np.ndarray) -> None:
         self._call(self._on_preview, rgb)
 
+    def post_plane_subscriber(self) -> None:
+        """A refocus node (re)appeared on refocus/focal_plane: planes published before it matched are lost
+        (the topic is volatile), so it gets the current one again."""
+        self._call(self._republish_plane)
+
+    def _republish_plane(self) -> None:
+        if self._plane_last is not None and self._plane_pending is None:
+            self.publish_plane(self._plane_last)
+
     def _on_scene(self, scene: Scene) -> None:
         scene.depth = self.orphan_depths.pop(scene.stamp_ns, scene.depth)
         self.scenes[scene.sequence_id] = scene
@@ -226,6 +236,7 @@ class UiServer:
         if plane is None:
             return
         self._last_publish = time.monotonic()
+        self._plane_last = plane
         try:
             self.graph.publish_focal_plane(plane)
         except GraphError as exc:

@@ -18,6 +18,7 @@ import rclpy
 from action_msgs.msg import GoalStatus
 from rclpy.action import ActionClient
 from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.event_handler import PublisherEventCallbacks
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import Image
@@ -87,7 +88,10 @@ class UiNode(Node):
         self.refocus_client = ActionClient(self, Refocus, "refocus", callback_group=group)
         self.capture_client = ActionClient(self, CaptureSequence, "capture_sequence", callback_group=group)
         self.list_client = self.create_client(ListSequences, "refocus/list_sequences", callback_group=group)
-        self.plane_pub = self.create_publisher(FocalPlane, "refocus/focal_plane", qos.LATEST)
+        self.plane_pub = self.create_publisher(
+            FocalPlane, "refocus/focal_plane", qos.LATEST,
+            event_callbacks=PublisherEventCallbacks(matched=self._on_plane_matched),
+        )
         p = self.params
         settings = UiSettings(
             host=p["host"], port=p["port"], token=p["token"], preview_rate_hz=p["preview_rate_hz"],
@@ -108,6 +112,10 @@ class UiNode(Node):
         return None
 
     # --- subscriptions (executor threads) -> server loop ---------------------------------------------
+    def _on_plane_matched(self, info: Any) -> None:
+        if info.current_count_change > 0 and hasattr(self, "server"):
+            self.server.post_plane_subscriber()
+
     def _on_sequence(self, msg: Any) -> None:
         try:
             self.server.post_scene(reference_scene(msg))

@@ -11,7 +11,6 @@ import argparse
 import os
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
@@ -113,23 +112,23 @@ def run_subscriber(count: int, rate_hz: float, width: int, height: int) -> None:
     rclpy.init()
     node = rclpy.create_node("bench_transport_sub")
     latencies: list[float] = []
-    done = threading.Event()
+    last_id = 0
 
     def on_msg(msg: FocusSequence) -> None:
+        nonlocal last_id
         latencies.append((time.time_ns() - stamp_to_ns(msg.header.stamp)) / 1e6)
-        if msg.sequence_id >= count:
-            done.set()
+        last_id = msg.sequence_id
 
     node.create_subscription(FocusSequence, "bench/sequence", on_msg, RELIABLE)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
-    done.wait(timeout=count / rate_hz + 40)
-    time.sleep(0.2)
-    executor.shutdown()
-    thread.join(timeout=5)
+    # Spin on this thread with a hard deadline: a run that falls behind must still end.
+    deadline = time.monotonic() + count / rate_hz + 40
+    while last_id < count and time.monotonic() < deadline:
+        executor.spin_once(timeout_sec=0.1)
     sys.stdout.write(" ".join(f"{x:.3f}" for x in latencies) + "\n")
+    sys.stdout.flush()
+    executor.shutdown()
     node.destroy_node()
     rclpy.shutdown()
 

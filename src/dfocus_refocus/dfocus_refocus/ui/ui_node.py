@@ -19,6 +19,7 @@ from action_msgs.msg import GoalStatus
 from rclpy.action import ActionClient
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.event_handler import PublisherEventCallbacks
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import Image
@@ -304,7 +305,7 @@ def main(args: list[str] | None = None) -> int:
     rclpy.init(args=args)
     try:
         node = UiNode()
-    except (UiConfigError, ValueError, OSError) as exc:
+    except (UiConfigError, ValueError, OSError, ParameterException) as exc:
         rclpy.logging.get_logger("ui").fatal(f"cannot start: {exc}")
         rclpy.try_shutdown()
         return 1

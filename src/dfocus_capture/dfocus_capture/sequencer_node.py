@@ -60,6 +60,8 @@ PARAMS = [
     ParamSpec("slop_s", 0.005, "synchronizer slop: the stamps of one set span less than this, s", min=1e-6,
               max=1.0, read_only=True),
     ParamSpec("trigger_service", "trigger", "the camera array's TriggerCameras service", read_only=True),
+    ParamSpec("trigger_delay_s", 0.02, "dwell between 'in position' and the exposure (vibration, state propagation)",
+              min=0.0, max=5.0),
     ParamSpec("move_timeout_s", 2.0, "timeout of one actuator move, s", min=0.05, max=60.0),
     ParamSpec("trigger_timeout_s", 5.0, "timeout of one trigger call, s", min=0.05, max=60.0),
     ParamSpec("frame_timeout_s", 3.0, "after a trigger, every camera's image must arrive within this, s",
@@ -234,6 +236,7 @@ class SequencerNode(Node):
             position = None
             if targets is not None:
                 position = self._move(gh, k, targets[k])
+                self._dwell(gh, k)
             self._check_cancel(gh, k)
             self._feedback(gh, k, n_shots, "triggering", (k + 0.3) / n_shots)
             stamp_ns, used = self._trigger(gh, k, [float(f) for f in focus[k]])
@@ -309,6 +312,12 @@ class SequencerNode(Node):
             where = np.round(target, 4).tolist()
             raise BurstAbortError(f"shot {shot}: actuator move to {where} mm failed: {res.message}")
         return [float(v) for v in res.position_mm]
+
+    def _dwell(self, gh: ServerGoalHandle, shot: int) -> None:
+        end = time.monotonic() + self.params["trigger_delay_s"]
+        while time.monotonic() < end:
+            self._check_cancel(gh, shot)
+            time.sleep(min(0.005, max(end - time.monotonic(), 0.0)))
 
     def _trigger(self, gh: ServerGoalHandle, shot: int, focus: list[float]) -> tuple[int, list[float]]:
         req = TriggerCameras.Request(focus_distances_m=focus)

@@ -39,6 +39,7 @@ class FusionParams:
     flat_radius_px: int = 6  # no structure above noise within this radius: blur is irrelevant, average
     equalize: bool = True  # match each frame's smooth gain (exposure, vignetting) to the reference
     consistency: float = 0.06  # relative low-pass difference to the reference at which a frame's weight falls
+    max_excess: float = 3.0  # in units of share_px: the blur weight never falls below exp(-4.5)
     consistency_sigma_px: float = 4.0  # low-pass scale of that comparison (above most blur differences)
 
 
@@ -125,6 +126,9 @@ def fusion_weights(
     # Where nothing but noise lies within reach, blur changes nothing: let frames that cannot spill
     # from farther away share the pixel, which averages the noise down.
     excess *= np.where(blur <= 2 * params.flat_radius_px, structure[None], 1.0)
+    # Capped: a frame never becomes negligible for its blur alone, so a frame that disagrees with
+    # the reference (consistency below) cannot outweigh it just by being predicted sharper.
+    np.minimum(excess, np.float32(params.max_excess), out=excess)
     weights = np.exp(-0.5 * excess * excess)
     if params.sharpness_gamma > 0:
         # Relative measured sharpness; the noise floor keeps flat areas from ranking by noise.

@@ -25,7 +25,7 @@ Z_TOLERANCE = 0.02
 # Working width for alignment checks and ECC: low-passed structure only, so full resolution is waste.
 ALIGN_WIDTH = 480
 # Residual alignment must at least be this good (NCC of low-passed gray, over the common valid area).
-MIN_NCC = 0.6
+MIN_NCC = 0.8
 # Below this, "auto" tries a residual alignment (a well-registered frame scores ~0.95-1 even when
 # defocused differently; a pose error of a few pixels drops it to ~0.8).
 CHECK_NCC = 0.97

@@ -119,6 +119,18 @@ def image_pixels(page: Any, selector: str) -> np.ndarray:
     return np.asarray(data, np.uint8).reshape(h, w, 4)[:, :, :3]
 
 
+def wait_for_preview(page: Any, frames: int, timeout_ms: float = 30000) -> None:
+    """Wait for a preview frame beyond the first `frames`; on failure say how far the request got."""
+    try:
+        page.wait_for_function(
+            f"() => Number(document.querySelector('#base').dataset.previewFrames || 0) > {frames}", timeout=timeout_ms,
+            polling=100,  # not requestAnimationFrame: frames can starve on a loaded machine
+        )
+    except Exception as exc:
+        plane = page.eval_on_selector("#range", "el => JSON.stringify(el.dataset) + ' ' + el.textContent")
+        raise AssertionError(f"no new preview frame; plane state: {plane}") from exc
+
+
 def preview_frames(page: Any) -> int:
     return int(page.eval_on_selector("#base", "el => Number(el.dataset.previewFrames || 0)"))
 
@@ -156,14 +168,12 @@ def test_page_preview_paint_render_cancel_capture_and_node_down(graph: dict[str,
 
     # Live preview: the refocus node renders refocus/preview for each plane; a move changes the pixels.
     set_slider(page, "#focus", 20)  # near the front of the scene
-    page.wait_for_function("() => Number(document.querySelector('#base').dataset.previewFrames || 0) > 0",
-                           timeout=60000)  # the first preview waits for registration + fusion
+    wait_for_preview(page, 0, 60000)  # the first preview waits for registration + fusion
     page.wait_for_timeout(300)
     near_focus = image_pixels(page, "#base")
     frames = preview_frames(page)
     set_slider(page, "#focus", 980)  # the background
-    page.wait_for_function(f"() => Number(document.querySelector('#base').dataset.previewFrames) > {frames}",
-                           timeout=30000)
+    wait_for_preview(page, frames)
     page.wait_for_timeout(300)
     far_focus = image_pixels(page, "#base")
     assert near_focus.shape == far_focus.shape == (HEIGHT * 320 // WIDTH, 320, 3)

@@ -86,7 +86,8 @@ function controls() {
   };
 }
 
-// Coalesce bursts of input events into one request per animation frame.
+// Coalesce bursts of input events into one request per event-loop turn (a timer, not
+// requestAnimationFrame: frames stop in hidden tabs and can starve under load).
 function sendControls() {
   const resultView = document.querySelector("input[name=view][value=result]");
   if (resultView.checked) {  // a control moved: show the live preview again
@@ -95,11 +96,11 @@ function sendControls() {
   }
   if (state.sendQueued) return;
   state.sendQueued = true;
-  requestAnimationFrame(() => {
+  setTimeout(() => {
     state.sendQueued = false;
     state.reqSent += 1;
     send({ op: "controls", req: state.reqSent, ...controls() });
-  });
+  }, 0);
 }
 
 function connect() {

@@ -241,13 +241,23 @@ def test_page_preview_paint_render_cancel_capture_and_node_down(graph: dict[str,
     assert_readout(page, depth2, 350, 250)
     assert page.is_hidden("#banner")  # the "no depth yet" note went away with the depth
 
+    # The picker lists the refocus node's bursts; going back to 41 previews it through small refocus goals
+    # (the live topic always means the newest burst).
+    page.focus("#sequence")
+    page.wait_for_function("() => [...document.querySelectorAll('#sequence option')].some(o => o.value === '41')")
+    frames = preview_frames(page)
+    page.select_option("#sequence", "41")
+    page.wait_for_selector('#base[data-sequence="41"]')
+    wait_for_preview(page, frames)
+    page.screenshot(path=str(ARTIFACTS / "07_older_sequence.png"))
+
     # Capture: the sequencer's aborted goal reaches the page in plain words, the button is usable again.
     page.click("#capture")
     page.wait_for_function("() => document.querySelector('#banner-text').textContent.startsWith('Capturing failed')",
                            timeout=20000)
     assert "trigger" in page.inner_text("#banner-text")
     page.wait_for_function("() => !document.querySelector('#capture').disabled")
-    page.screenshot(path=str(ARTIFACTS / "07_capture_failed.png"))
+    page.screenshot(path=str(ARTIFACTS / "08_capture_failed.png"))
 
     # Stop the refocus node: a render ends with a plain-words error, quickly, and the page stays usable.
     procs = graph["procs"]
@@ -263,7 +273,7 @@ def test_page_preview_paint_render_cancel_capture_and_node_down(graph: dict[str,
     text = page.inner_text("#banner-text")
     assert "refocus node is not running" in text, text
     assert not page.is_disabled("#render")
-    page.screenshot(path=str(ARTIFACTS / "08_node_down.png"))
+    page.screenshot(path=str(ARTIFACTS / "09_node_down.png"))
     assert graph["ui"].poll() is None, procs.output(graph["ui"])
 
 

@@ -197,6 +197,7 @@ async function loadScene(info) {
     }
   }
   $("base").dataset.sequence = String(info.sequence_id);
+  if (newSequence) $("readout").textContent = "Depth under cursor: –";
   updateBase();
   setDownload("dl-npy", info.depth_npy_url);
   setDownload("dl-png16", info.depth_png_url);

@@ -25,6 +25,7 @@ SUITES: dict[str, str] = {
     "transport": "dfocus_bringup.bench_transport",
     "depth": "dfocus_depth.bench",
     "refocus": "dfocus_refocus.bench",
+    "ui": "dfocus_refocus.ui.bench",
 }
 
 

@@ -69,7 +69,8 @@ class NodeLaunch:
         for f in self.params_files:
             out += ["--params-file", f]
         for k, v in self.params:
-            out += ["-p", f"{k}:={v}"]
+            # rcl reads the value as YAML; an empty one is a parse error, not an empty string.
+            out += ["-p", f"{k}:={v if v != '' else chr(39) * 2}"]
         for a, b in self.remaps:
             out += ["-r", f"{a}:={b}"]
         return out + self.extra_ros_args

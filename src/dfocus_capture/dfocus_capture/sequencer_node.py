@@ -21,6 +21,8 @@ from __future__ import annotations
 import threading
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,7 +65,8 @@ PARAMS = [
     ParamSpec("trigger_delay_s", 0.02, "dwell between 'in position' and the exposure (vibration, state propagation)",
               min=0.0, max=5.0),
     ParamSpec("move_timeout_s", 2.0, "timeout of one actuator move, s", min=0.05, max=60.0),
-    ParamSpec("trigger_timeout_s", 5.0, "timeout of one trigger call, s", min=0.05, max=60.0),
+    ParamSpec("trigger_timeout_s", 10.0, "timeout of one trigger call (exposure, readout, sim rendering), s",
+              min=0.05, max=600.0),
     ParamSpec("frame_timeout_s", 3.0, "after a trigger, every camera's image must arrive within this, s",
               min=0.05, max=60.0),
     ParamSpec("service_wait_s", 2.0, "how long to wait for the trigger / move services to appear, s", min=0.0,
@@ -112,6 +115,7 @@ class SequencerNode(Node):
         self.group = ReentrantCallbackGroup()
         self._busy = threading.Lock()
         self._next_id = 1
+        self._timing: dict[str, float] = {}
         self._sets = _Sets()
         self.sync = ApproximateTimeSynchronizer(2 * len(names), self.params["queue_size"], self.params["slop_s"])
         self.sync.register_callback(self._on_set)
@@ -181,13 +185,16 @@ class SequencerNode(Node):
             return result
         started = time.monotonic()
         try:
+            self._timing = {}
             msg = self._run_burst(goal_handle)
             msg.sequence_id = self._next_id
             self._next_id += 1
-            self.publisher.publish(msg)
+            with self._timed("publish"):
+                self.publisher.publish(msg)
             result.success, result.sequence_id = True, msg.sequence_id
+            spent = ", ".join(f"{k} {v:.2f}" for k, v in self._timing.items())
             result.message = (f"sequence {msg.sequence_id}: {msg.num_shots} shots x {msg.num_cameras} cameras in "
-                              f"{time.monotonic() - started:.2f} s")
+                              f"{time.monotonic() - started:.2f} s ({spent} s)")
             self.get_logger().info(result.message)
             goal_handle.succeed()
         except BurstCancelError as exc:
@@ -235,27 +242,41 @@ class SequencerNode(Node):
             self._feedback(gh, k, n_shots, "moving" if targets is not None else "triggering", k / n_shots)
             position = None
             if targets is not None:
-                position = self._move(gh, k, targets[k])
-                self._dwell(gh, k)
+                with self._timed("moves"):
+                    position = self._move(gh, k, targets[k])
+                    self._dwell(gh, k)
             self._check_cancel(gh, k)
             self._feedback(gh, k, n_shots, "triggering", (k + 0.3) / n_shots)
-            stamp_ns, used = self._trigger(gh, k, [float(f) for f in focus[k]])
+            with self._timed("triggers"):
+                stamp_ns, used = self._trigger(gh, k, [float(f) for f in focus[k]])
             shots.append(_Shot(stamp_ns, used, self._actuator_state(position, stamp_ns)))
             self._feedback(gh, k, n_shots, "collecting", (k + 0.6) / n_shots)
             # Collect the previous shot's set while this one's images are in flight.
             if k > 0:
-                self._collect(gh, k - 1, shots[k - 1])
-        if shots:
+                with self._timed("images"):
+                    self._collect(gh, k - 1, shots[k - 1])
+        with self._timed("images"):
             self._collect(gh, n_shots - 1, shots[-1])
         self._feedback(gh, n_shots - 1, n_shots, "estimating poses", 0.95)
-        imu = self._imu_samples(burst_start_ns, shots, required=hand_held)
+        with self._timed("imu"):
+            imu = self._imu_samples(burst_start_ns, shots, required=hand_held)
         if hand_held:
             rows = imu_to_array(imu)
             motion = motion_from_imu(rows, [s.stamp_ns * 1e-9 for s in shots], burst_start_ns * 1e-9)
         else:
             motion = motion_from_actuators(np.array([list(s.actuator.position_mm) for s in shots]))
         poses = camera_poses(self.calibration, motion)
-        return self._sequence(goal, shots, poses, imu)
+        with self._timed("message"):
+            return self._sequence(goal, shots, poses, imu)
+
+    @contextmanager
+    def _timed(self, stage: str) -> Iterator[None]:
+        """Accumulate the wall time of a burst stage (reported in the result message)."""
+        t0 = time.monotonic()
+        try:
+            yield
+        finally:
+            self._timing[stage] = self._timing.get(stage, 0.0) + time.monotonic() - t0
 
     def _travel(self) -> tuple[float, float] | None:
         stage = self._stage

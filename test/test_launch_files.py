@@ -4,9 +4,11 @@ params files, and a section in each params file that applies to the node it is g
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import pytest
+import yaml
 
 from dfocus_bringup.launch_file import load_launch
 from dfocus_bringup.launch_runner import check_plan, params_warnings
@@ -54,3 +56,31 @@ def test_full_graph_runs_every_node_in_the_namespace() -> None:
     assert {n.name for n in replay.nodes} == {"bag_player", "depth", "refocus"}
     assert all(("use_sim_time", "true") in n.params for n in replay.nodes if n.name != "bag_player")
     assert {n.namespace for n in replay.nodes} == {"/lab"}
+
+
+def _declared_params(node_launch) -> set[str]:
+    """The names a node declares (its module's PARAMS specs); rclpy adds use_sim_time."""
+    from importlib.metadata import entry_points
+
+    scripts = {e.name: e.value for e in entry_points(group="console_scripts")}
+    module = importlib.import_module(scripts[node_launch.executable].split(":")[0])
+    return {spec.name for spec in module.PARAMS} | {"use_sim_time"}
+
+
+@pytest.mark.parametrize("path", FILES, ids=[f.name for f in FILES])
+def test_every_parameter_set_is_declared_by_its_node(path: Path) -> None:
+    """ROS 2 silently ignores overrides of undeclared parameters: a misspelt name in a launch or
+    params file would never take effect, so every one must be a parameter the node declares."""
+    args = REQUIRED.get(path.name, {})
+    declared_args = set(load_launch(path, args).args)
+    plan = load_launch(path, {**args, **{k: v for k, v in ALL_ON.items() if k in declared_args}})
+    for node in plan.nodes:
+        known = _declared_params(node)
+        inline = {k for k, _ in node.params}
+        from_files: set[str] = set()
+        for f in node.params_files:
+            for key, section in (yaml.safe_load(Path(f).read_text()) or {}).items():
+                if key.rsplit("/", 1)[-1] == node.name:
+                    from_files |= set(section.get("ros__parameters", {}))
+        unknown = (inline | from_files) - known
+        assert not unknown, f"{path.name}: {node.name} does not declare {sorted(unknown)}"

@@ -118,7 +118,11 @@ class CameraArrayNode(Node):
         self.driver = create_driver(p, self._stage, tremor)
         self.driver.open()
         self._lock = threading.Lock()  # one trigger at a time: the driver is not re-entrant
+        # Requested triggers go first: free-running frames are skipped while one waits, so a
+        # slow (e.g. 12 MP simulated) free-run cannot starve the sequencer's exposures.
+        self._pending_triggers = 0
         self._group = MutuallyExclusiveCallbackGroup()
+        self._free_run_group = MutuallyExclusiveCallbackGroup()
         n = self.driver.num_cameras
         self._image_pubs = [self.create_publisher(Image, f"cam{i}/image_raw", SENSOR) for i in range(n)]
         self._info_pubs = [self.create_publisher(CameraInfo, f"cam{i}/camera_info", SENSOR) for i in range(n)]
@@ -149,7 +153,7 @@ class CameraArrayNode(Node):
             self.destroy_timer(self._timer)
             self._timer = None
         if rate_hz > 0:
-            self._timer = self.create_timer(1.0 / rate_hz, self._free_run, callback_group=self._group)
+            self._timer = self.create_timer(1.0 / rate_hz, self._free_run, callback_group=self._free_run_group)
 
     def _on_stage(self, msg: ActuatorState) -> None:
         assert self._stage is not None
@@ -159,8 +163,8 @@ class CameraArrayNode(Node):
             self.get_logger().warning(f"ignoring actuators/state: {exc}", throttle_duration_sec=5.0)
 
     def _capture(self) -> list[CapturedImage]:
-        with self._lock:
-            images = self.driver.trigger()
+        """Expose and publish; the caller holds self._lock."""
+        images = self.driver.trigger()
         for shot in images:
             header = Header(stamp=ns_to_stamp(shot.stamp_ns), frame_id=f"{shot.camera.name}_optical_frame")
             self._image_pubs[shot.camera_index].publish(image_to_msg(shot.image, "rgb8", header))
@@ -172,11 +176,15 @@ class CameraArrayNode(Node):
         return [c.name for i, c in enumerate(self.driver.calibration.cameras) if i not in got]
 
     def _free_run(self) -> None:
+        if self._pending_triggers or not self._lock.acquire(blocking=False):
+            return
         try:
             images = self._capture()
         except DriverError as exc:
             self.get_logger().error(f"trigger failed: {exc}", throttle_duration_sec=2.0)
             return
+        finally:
+            self._lock.release()
         missing = self._missing(images)
         if missing:
             self.get_logger().warning(f"no image from {', '.join(missing)}", throttle_duration_sec=2.0)
@@ -191,11 +199,13 @@ class CameraArrayNode(Node):
         if bad:
             res.success, res.message = False, f"focus distances must be positive metres, got {bad}"
             return res
+        self._pending_triggers += 1
         try:
             with self._lock:
+                self._pending_triggers -= 1
                 for i, f in enumerate(focus):
                     self.driver.set_focus(i, float(f))
-            images = self._capture()
+                images = self._capture()
         except DriverError as exc:
             res.success, res.message = False, str(exc)
             return res

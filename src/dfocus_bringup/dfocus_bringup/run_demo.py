@@ -137,6 +137,18 @@ class DemoClient:
         self.node.destroy_node()
 
 
+def stage_logger(logger: Any, what: str) -> Callable[[Any], None]:
+    """Feedback callback that logs each new stage once (feedback arrives many times a second)."""
+    last: list[str] = []
+
+    def log(fb: Any) -> None:
+        if last != [fb.stage]:
+            last[:] = [fb.stage]
+            logger.info(f"  {what}: {fb.stage}")
+
+    return log
+
+
 def run_pipeline(client: DemoClient, out: Path, focus_m: float | None, shots: int) -> DemoResult:
     from dfocus_capture.ros_convert import msg_to_image, stamp_to_ns
     from dfocus_interfaces.action import CaptureSequence, Refocus
@@ -163,8 +175,7 @@ def run_pipeline(client: DemoClient, out: Path, focus_m: float | None, shots: in
     goal_r = Refocus.Goal(sequence_id=seq_id, f_number=1.4, bokeh_strength=1.0)
     goal_r.focal_plane.focus_distance_m = float(focus_m)
     logger.info(f"refocusing at {focus_m:.2f} m")
-    refocused = client.run_goal(client.refocus, goal_r, "refocus",
-                                lambda fb: logger.info(f"  refocus: {fb.stage} {fb.progress * 100:.0f} %"))
+    refocused = client.run_goal(client.refocus, goal_r, "refocus", stage_logger(logger, "refocus"))
     aif_msg = client.wait_topic("refocus/all_in_focus", None, "all-in-focus image")
 
     out.mkdir(parents=True, exist_ok=True)

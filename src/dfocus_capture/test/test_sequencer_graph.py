@@ -26,6 +26,7 @@ from dfocus_capture.qos import LATCHED, RELIABLE
 from dfocus_capture.ros_convert import burst_from_msg, stamp_to_ns
 from dfocus_interfaces.action import CaptureSequence
 from dfocus_interfaces.msg import ActuatorState, FocusSequence
+from dfocus_interfaces.srv import MoveActuators
 
 pytestmark = pytest.mark.ros
 
@@ -67,6 +68,8 @@ class Graph:
         self.node.create_subscription(FocusSequence, "capture/sequence", self._on_sequence, LATCHED)
         self.node.create_subscription(ActuatorState, "actuators/state", self._on_state, RELIABLE)
         self.client = ActionClient(self.node, CaptureSequence, "capture_sequence")
+        # Created now, so that DDS has matched it long before it is used.
+        self.move = self.node.create_client(MoveActuators, "actuators/move")
         self.params = {n: AsyncParameterClient(self.node, f"{self.ns}/{n}") for n in ("camera_array", "actuators")}
         spin(self.node)
         try:
@@ -205,7 +208,10 @@ def test_actuator_bursts_cancel_and_faults(graph_factory: Callable[[bool], Graph
     t_err, _, moved = pose_errors(g, seq)
     assert moved > 0.4e-3, "the stage did not shift the array"
     assert t_err < 0.2e-3, f"pose error {t_err * 1e3:.3f} mm"
-    assert len(seq.imu) > 400  # the IMU window before and during the burst
+    # imu/data at 400 Hz on the sensor's grid, covering the window before and during the burst.
+    imu_t = np.array([stamp_to_ns(m.header.stamp) for m in seq.imu])
+    assert len(imu_t) > 400 and np.median(np.diff(imu_t)) == 2_500_000
+    assert all(m.header.frame_id == "imu_link" for m in seq.imu[:5])
     assert [fb.shot_index for fb in g.feedback if fb.stage == "triggering"][:7] == list(range(7))
 
     # Focus bracketing: each shot's focus is the plan's, reported back by the cameras.
@@ -234,6 +240,12 @@ def test_actuator_bursts_cancel_and_faults(graph_factory: Callable[[bool], Graph
     assert res.status == STATUS_ABORTED and "num_shots" in res.result.message
     res = g.run(num_shots=3, shift_pattern=1, shift_amplitude_mm=2.0)
     assert res.status == STATUS_ABORTED and "travel" in res.result.message, res.result.message
+
+    # The stage refuses an out-of-range move with its reason (called directly).
+    g.wait(lambda: g.move.wait_for_service(timeout_sec=0.1), 10.0, "actuators/move")
+    reply = g.move.call_async(MoveActuators.Request(target_mm=[0.0, 2.5], timeout_s=1.0))
+    g.wait(reply.done, 10.0, "the move response")
+    assert not reply.result().success and "axis y target 2.5000 mm is outside the travel" in reply.result().message
 
     # A stuck actuator axis aborts with its reason; the graph keeps serving once it is freed.
     g.set_param("actuators", "fault_stuck_axis", "y")

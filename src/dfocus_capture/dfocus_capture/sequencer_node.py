@@ -113,6 +113,8 @@ class SequencerNode(Node):
         self.calibration = self._load_calibration(self.params["calibration"])
         names = [c.name for c in self.calibration.cameras]
         self.group = ReentrantCallbackGroup()
+        # Set when a goal is accepted (not when it starts executing), so that two goals arriving
+        # together cannot both be accepted; cleared when its execution ends.
         self._busy = threading.Lock()
         self._next_id = 1
         self._timing: dict[str, float] = {}
@@ -172,17 +174,13 @@ class SequencerNode(Node):
     # -- action ------------------------------------------------------------------------------
 
     def _on_goal(self, goal: CaptureSequence.Goal) -> GoalResponse:
-        if self._busy.locked():
+        if not self._busy.acquire(blocking=False):
             self.get_logger().warning("capture_sequence goal rejected: a burst is running (cancel it first)")
             return GoalResponse.REJECT
         return GoalResponse.ACCEPT
 
     def _execute(self, goal_handle: ServerGoalHandle) -> CaptureSequence.Result:
         result = CaptureSequence.Result()
-        if not self._busy.acquire(blocking=False):
-            goal_handle.abort()
-            result.message = "another burst is running"
-            return result
         started = time.monotonic()
         try:
             self._timing = {}

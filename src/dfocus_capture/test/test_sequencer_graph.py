@@ -206,6 +206,7 @@ def test_actuator_bursts_cancel_and_faults(graph_factory: Callable[[bool], Graph
     own_focus = [c.focus_distance_m for c in CALIBRATION.cameras]
     assert [f.focus_distance_m for f in seq.frames[:5]] == pytest.approx(own_focus)
     t_err, _, moved = pose_errors(g, seq)
+    print(f"actuators: worst camera translation error {t_err * 1e3:.4f} mm, largest true motion {moved * 1e3:.3f} mm")
     assert moved > 0.4e-3, "the stage did not shift the array"
     assert t_err < 0.2e-3, f"pose error {t_err * 1e3:.3f} mm"
     # imu/data at 400 Hz on the sensor's grid, covering the window before and during the burst.
@@ -279,6 +280,8 @@ def test_hand_held_burst_poses_from_the_imu(graph_factory: Callable[[bool], Grap
     seq = g.sequences[0]
     assert seq.hand_held and len(seq.frames) == 25
     t_err, r_err, moved = pose_errors(g, seq)
+    print(f"hand-held: worst camera translation error {t_err * 1e3:.3f} mm, rotation {r_err * 1e3:.3f} mrad, "
+          f"largest true motion {moved * 1e3:.3f} mm")
     assert moved > 0.1e-3, "the hand did not move the array"
     assert t_err < 2e-3, f"translation error {t_err * 1e3:.3f} mm"
     assert r_err < 1e-3, f"rotation error {r_err * 1e3:.3f} mrad"

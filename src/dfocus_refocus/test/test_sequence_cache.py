@@ -1,0 +1,62 @@
+"""The node's sequence cache without ROS: depth joins its burst by stamp in either order, the oldest
+bursts are evicted, preparation runs in the background (pure, no rclpy)."""
+
+import numpy as np
+import pytest
+
+from conftest import make_case
+from dfocus_refocus.pipeline import prepare_sequence
+from dfocus_refocus.sequence_cache import SequenceCache, SequenceNotFoundError
+
+
+def _prepare(burst, depth, progress):
+    return prepare_sequence(burst, depth, progress=progress)
+
+
+def test_depth_joins_its_burst_in_either_order_and_old_bursts_age_out():
+    cache = SequenceCache(capacity=2, preparer=_prepare)
+    try:
+        with pytest.raises(SequenceNotFoundError, match="no sequence"):
+            cache.get(0)
+        a = make_case(seed=5, width=160, stamp_ns=100, sequence_id=1)
+        b = make_case(seed=6, width=160, stamp_ns=200, sequence_id=2)
+        c = make_case(seed=7, width=160, stamp_ns=300, sequence_id=3)
+        assert cache.add_depth(200, b.depth) is None  # depth first: kept until its burst arrives
+        cache.add_burst(a.burst)
+        entry_b = cache.add_burst(b.burst)
+        assert entry_b.depth is not None
+        assert cache.add_depth(999, a.depth) is None  # a stamp no burst has: not attached to any
+        assert cache.listing() == [(1, 100, False), (2, 200, True)]
+        prepared = entry_b.prepared.result(timeout=60)
+        assert entry_b.stage == "ready" and prepared.burst.sequence_id == 2
+        assert np.array_equal(prepared.all_in_focus_srgb(), prepare_sequence(b.burst, b.depth).all_in_focus_srgb())
+        assert cache.latest_ready() is prepared
+        cache.add_burst(c.burst)  # capacity 2: sequence 1 leaves
+        assert [s for s, _, _ in cache.listing()] == [2, 3]
+        assert cache.get(0).sequence_id == 3
+        with pytest.raises(SequenceNotFoundError, match="sequence 1 is not in the cache"):
+            cache.get(1)
+    finally:
+        cache.shutdown()
+
+
+def test_low_confidence_depth_becomes_holes():
+    case = make_case(seed=5, width=160, stamp_ns=100)
+    seen = []
+
+    def spy(burst, depth, progress):  # the real preparation, recording the depth it was given
+        seen.append(depth)
+        return prepare_sequence(burst, depth, progress=progress)
+
+    cache = SequenceCache(capacity=1, preparer=spy, min_confidence=0.5)
+    try:
+        conf = np.ones_like(case.depth)
+        conf[:, :40] = 0.1
+        cache.add_burst(case.burst)
+        cache.add_confidence(100, conf)
+        entry = cache.get(0)
+        cache.add_depth(100, case.depth)
+        entry.prepared.result(timeout=60)
+        assert np.isnan(seen[0][:, :40]).all() and np.isfinite(seen[0][:, 40:]).all()
+    finally:
+        cache.shutdown()

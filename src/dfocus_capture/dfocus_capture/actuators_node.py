@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.exceptions import InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from std_msgs.msg import Header
@@ -168,25 +169,27 @@ class ActuatorsNode(Node):
         self._stop.set()
 
 
-def main(args: list[str] | None = None) -> None:
+def main(args: list[str] | None = None) -> int:
     apply_default_profile()
     rclpy.init(args=args)
-    node = None
     try:
         node = ActuatorsNode()
-        executor = MultiThreadedExecutor(num_threads=3)
-        executor.add_node(node)
+    except (ValueError, ActuatorError, InvalidParameterValueException) as exc:
+        rclpy.logging.get_logger("actuators").fatal(f"cannot start: {exc}")
+        rclpy.try_shutdown()
+        return 1
+    executor = MultiThreadedExecutor(num_threads=3)
+    executor.add_node(node)
+    try:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except (ValueError, ActuatorError) as exc:
-        rclpy.logging.get_logger("actuators").fatal(str(exc))
     finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
+        node.close()
+        node.destroy_node()
         rclpy.try_shutdown()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

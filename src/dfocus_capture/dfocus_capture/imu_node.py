@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.exceptions import InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import Imu
@@ -121,24 +122,26 @@ class ImuNode(Node):
         self._next_k = last_k + 1
 
 
-def main(args: list[str] | None = None) -> None:
+def main(args: list[str] | None = None) -> int:
     apply_default_profile()
     rclpy.init(args=args)
-    node = None
     try:
         node = ImuNode()
-        executor = MultiThreadedExecutor(num_threads=2)
-        executor.add_node(node)
+    except (ValueError, ImuModelError, InvalidParameterValueException) as exc:
+        rclpy.logging.get_logger("imu").fatal(f"cannot start: {exc}")
+        rclpy.try_shutdown()
+        return 1
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
+    try:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except (ValueError, ImuModelError) as exc:
-        rclpy.logging.get_logger("imu").fatal(str(exc))
     finally:
-        if node is not None:
-            node.destroy_node()
+        node.destroy_node()
         rclpy.try_shutdown()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -32,6 +32,7 @@ from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.client import Client
+from rclpy.exceptions import InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -454,25 +455,27 @@ class SequencerNode(Node):
         return msg
 
 
-def main(args: list[str] | None = None) -> None:
+def main(args: list[str] | None = None) -> int:
     apply_default_profile()
     rclpy.init(args=args)
-    node = None
     try:
         node = SequencerNode()
-        executor = MultiThreadedExecutor(num_threads=4)
-        executor.add_node(node)
+    except (ValueError, CalibrationError, InvalidParameterValueException) as exc:
+        rclpy.logging.get_logger("sequencer").fatal(f"cannot start: {exc}")
+        rclpy.try_shutdown()
+        return 1
+    executor = MultiThreadedExecutor(num_threads=4)
+    executor.add_node(node)
+    try:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except (ValueError, CalibrationError) as exc:
-        rclpy.logging.get_logger("sequencer").fatal(str(exc))
     finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
+        node.close()
+        node.destroy_node()
         rclpy.try_shutdown()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

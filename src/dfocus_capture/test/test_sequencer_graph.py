@@ -54,7 +54,7 @@ class Graph:
             "imu": node_processes.python("dfocus_capture.imu_node", *common, *held, name="imu"),
             "actuators": node_processes.python("dfocus_capture.actuators_node", *common, name="actuators"),
             "sequencer": node_processes.python(
-                "dfocus_capture.sequencer_node", *common, "-p", "service_wait_s:=10.0", "-p", "frame_timeout_s:=2.0",
+                "dfocus_capture.sequencer_node", *common, "-p", "service_wait_s:=10.0", "-p", "frame_timeout_s:=5.0",
                 name="sequencer"),
         }
         self.node_processes = node_processes

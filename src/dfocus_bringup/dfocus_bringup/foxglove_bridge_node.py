@@ -12,14 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 import foxglove
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
 from dfocus_bringup.foxglove_schema import DEFAULT_TOPICS, SchemaCatalog, SchemaError
 from dfocus_capture.bag import BagError, message_class, replay_qos, select_topics
 from dfocus_capture.bag_recorder_node import offered_qos, to_profile
-from dfocus_capture.dds import apply_default_profile
+from dfocus_capture.node_main import run_node
 from dfocus_capture.params import ParamSpec, declare_params
 
 PARAMS = [
@@ -85,23 +83,7 @@ class FoxgloveBridge(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    apply_default_profile()
-    rclpy.init(args=args)
-    try:
-        node = FoxgloveBridge()
-    except (ValueError, RuntimeError) as exc:  # bad parameters, port already in use
-        rclpy.logging.get_logger("foxglove_bridge").error(f"cannot start: {exc}")
-        rclpy.try_shutdown()
-        return 1
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.close()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node("foxglove_bridge", FoxgloveBridge, args, num_threads=1)
 
 
 if __name__ == "__main__":

@@ -17,15 +17,12 @@ import threading
 from typing import Any
 
 import numpy as np
-import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.exceptions import InvalidParameterValueException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from std_msgs.msg import Header
 
 from dfocus_capture.actuator_model import ActuatorError, StageConfig, StageModel
-from dfocus_capture.dds import apply_default_profile
+from dfocus_capture.node_main import run_node
 from dfocus_capture.params import ParamSpec, declare_params
 from dfocus_capture.qos import RELIABLE
 from dfocus_interfaces.msg import ActuatorState
@@ -170,25 +167,7 @@ class ActuatorsNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    apply_default_profile()
-    rclpy.init(args=args)
-    try:
-        node = ActuatorsNode()
-    except (ValueError, ActuatorError, InvalidParameterValueException) as exc:
-        rclpy.logging.get_logger("actuators").fatal(f"cannot start: {exc}")
-        rclpy.try_shutdown()
-        return 1
-    executor = MultiThreadedExecutor(num_threads=3)
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.close()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node("actuators", ActuatorsNode, args, num_threads=3)
 
 
 if __name__ == "__main__":

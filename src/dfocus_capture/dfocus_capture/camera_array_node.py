@@ -16,15 +16,13 @@ import threading
 from typing import Any
 
 import numpy as np
-import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from dfocus_capture.calibration import CalibrationError, load_calibration
-from dfocus_capture.dds import apply_default_profile, find_config
+from dfocus_capture.calibration import load_calibration
+from dfocus_capture.dds import find_config
 from dfocus_capture.drivers import (
     BACKENDS,
     CameraArrayDriver,
@@ -37,6 +35,7 @@ from dfocus_capture.drivers import (
 )
 from dfocus_capture.hand_motion import HandTremor, TremorConfig
 from dfocus_capture.imu_model import ActuatorTrack, ImuModelError
+from dfocus_capture.node_main import run_node
 from dfocus_capture.params import ParamSpec, declare_params
 from dfocus_capture.qos import RELIABLE, SENSOR
 from dfocus_capture.ros_convert import camera_info_from_model, image_to_msg, ns_to_stamp, stamp_to_ns
@@ -227,25 +226,7 @@ class CameraArrayNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    apply_default_profile()
-    rclpy.init(args=args)
-    try:
-        node = CameraArrayNode()
-    except (DriverError, CalibrationError, ValueError) as exc:
-        rclpy.logging.get_logger("camera_array").error(f"cannot start: {exc}")
-        rclpy.try_shutdown()
-        return 1
-    executor = MultiThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.close()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node("camera_array", CameraArrayNode, args)
 
 
 if __name__ == "__main__":

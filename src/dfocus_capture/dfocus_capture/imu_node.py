@@ -17,16 +17,13 @@ import math
 from typing import Any
 
 import numpy as np
-import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.exceptions import InvalidParameterValueException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import Imu
 
-from dfocus_capture.dds import apply_default_profile
 from dfocus_capture.hand_motion import HandTremor, TremorConfig
 from dfocus_capture.imu_model import ImuModelError, ImuNoiseConfig, ImuSimulator
+from dfocus_capture.node_main import run_node
 from dfocus_capture.params import ParamSpec, declare_params
 from dfocus_capture.qos import RELIABLE, SENSOR
 from dfocus_capture.ros_convert import ns_to_stamp, stamp_to_ns
@@ -123,24 +120,7 @@ class ImuNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    apply_default_profile()
-    rclpy.init(args=args)
-    try:
-        node = ImuNode()
-    except (ValueError, ImuModelError, InvalidParameterValueException) as exc:
-        rclpy.logging.get_logger("imu").fatal(f"cannot start: {exc}")
-        rclpy.try_shutdown()
-        return 1
-    executor = MultiThreadedExecutor(num_threads=2)
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node("imu", ImuNode, args, num_threads=2)
 
 
 if __name__ == "__main__":

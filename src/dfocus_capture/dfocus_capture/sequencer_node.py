@@ -32,15 +32,15 @@ from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.client import Client
-from rclpy.exceptions import InvalidParameterValueException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, Imu
 from std_msgs.msg import Header
 
 from dfocus_capture.calibration import ArrayCalibration, CalibrationError, load_calibration
-from dfocus_capture.dds import apply_default_profile, find_config
+from dfocus_capture.dds import find_config
+from dfocus_capture.node_main import run_node
 from dfocus_capture.params import ParamSpec, declare_params
 from dfocus_capture.pose_estimation import (
     PoseEstimationError,
@@ -456,25 +456,7 @@ class SequencerNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    apply_default_profile()
-    rclpy.init(args=args)
-    try:
-        node = SequencerNode()
-    except (ValueError, CalibrationError, InvalidParameterValueException) as exc:
-        rclpy.logging.get_logger("sequencer").fatal(f"cannot start: {exc}")
-        rclpy.try_shutdown()
-        return 1
-    executor = MultiThreadedExecutor(num_threads=4)
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.close()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node("sequencer", SequencerNode, args, num_threads=4)
 
 
 if __name__ == "__main__":

@@ -14,11 +14,9 @@ import time
 from typing import Any
 
 import numpy as np
-import rclpy
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
@@ -26,7 +24,7 @@ from std_msgs.msg import Header
 from dfocus_capture import qos
 from dfocus_capture.burst import Burst, BurstError
 from dfocus_capture.calibration import CalibrationError
-from dfocus_capture.dds import apply_default_profile
+from dfocus_capture.node_main import run_node
 from dfocus_capture.params import ParamSpec, declare_params
 from dfocus_capture.ros_convert import (
     ImageConversionError,
@@ -326,22 +324,9 @@ def _short(goal: ServerGoalHandle) -> str:
     return bytes(goal.goal_id.uuid).hex()[:8]
 
 
-def main(args: list[str] | None = None) -> None:
-    apply_default_profile()
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = RefocusNode()
-        executor = MultiThreadedExecutor(num_threads=4)
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+def main(args: list[str] | None = None) -> int:
+    return run_node("refocus", RefocusNode, args, num_threads=4)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -9,25 +9,21 @@ loop.call_soon_threadsafe, so the executor never waits on the web side and vice 
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from typing import Any
 
 import numpy as np
-import rclpy
 from action_msgs.msg import GoalStatus
 from rclpy.action import ActionClient
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.event_handler import PublisherEventCallbacks
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from dfocus_capture import qos
 from dfocus_capture.burst import BurstError
 from dfocus_capture.calibration import CalibrationError
-from dfocus_capture.dds import apply_default_profile
+from dfocus_capture.node_main import run_node
 from dfocus_capture.params import ParamSpec, declare_params
 from dfocus_capture.ros_convert import (
     ImageConversionError,
@@ -41,7 +37,6 @@ from dfocus_capture.ros_convert import (
 from dfocus_interfaces.action import CaptureSequence, Refocus
 from dfocus_interfaces.msg import FocalPlane, FocusSequence
 from dfocus_interfaces.srv import ListSequences
-from dfocus_refocus.ui.auth import UiConfigError
 from dfocus_refocus.ui.errors import UiError
 from dfocus_refocus.ui.graph import (
     CaptureRequest,
@@ -107,6 +102,10 @@ class UiNode(Node):
         url = self.server.start()
         hint = "" if not settings.token else " (append ?token=<token> once; the page remembers it)"
         self.get_logger().info(f"serving the focal-plane UI on {url}{hint}")
+
+    def close(self) -> None:
+        """Stop the web server (run_node calls this before destroying the node)."""
+        self.server.stop()
 
     def _on_params(self, changes: dict[str, Any]) -> str | None:
         self.params.update(changes)
@@ -301,26 +300,8 @@ def reference_scene(msg: Any) -> Scene:
 
 
 def main(args: list[str] | None = None) -> int:
-    apply_default_profile()
-    rclpy.init(args=args)
-    try:
-        node = UiNode()
-    except (UiConfigError, ValueError, OSError, ParameterException) as exc:
-        rclpy.logging.get_logger("ui").fatal(f"cannot start: {exc}")
-        rclpy.try_shutdown()
-        return 1
-    executor = MultiThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.server.stop()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node("ui", UiNode, args)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -1,0 +1,53 @@
+"""The main() shared by the dfocus nodes: the project's DDS profile, rclpy init, start-up errors
+reported as one fatal log line with exit status 1 (not a traceback), a multi-threaded executor,
+and a shutdown that closes the node's workers before destroying it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import rclpy
+from rclpy.exceptions import InvalidParameterValueException, ParameterException
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation
+from rclpy.node import Node
+
+from dfocus_capture.dds import apply_default_profile
+
+# What a node may raise while starting: bad parameters (ValueError and its typed subclasses such
+# as CalibrationError), unusable devices or ports (OSError, RuntimeError such as DriverError).
+STARTUP_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError, OSError, RuntimeError, ParameterException, InvalidParameterValueException,
+)
+
+
+def run_node(name: str, factory: Callable[[], Node], args: list[str] | None = None,
+             num_threads: int | None = None) -> int:
+    """Create the node with `factory` and spin it until shutdown; returns the exit status."""
+    apply_default_profile()
+    logger = rclpy.logging.get_logger(name)
+    try:
+        rclpy.init(args=args)
+    except rclpy_implementation.RCLError as exc:  # malformed --ros-args or params file
+        logger.fatal(f"cannot start: {exc}")
+        return 2
+    try:
+        node = factory()
+    except STARTUP_ERRORS as exc:
+        logger.fatal(f"cannot start: {exc}")
+        rclpy.try_shutdown()
+        return 1
+    executor = MultiThreadedExecutor(num_threads=num_threads)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        close = getattr(node, "close", None)
+        if callable(close):
+            close()
+        executor.shutdown(timeout_sec=5.0)
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

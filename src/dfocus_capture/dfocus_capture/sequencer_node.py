@@ -32,7 +32,7 @@ from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.client import Client
-from rclpy.executors import SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, Imu
@@ -130,14 +130,17 @@ class SequencerNode(Node):
         # executor: rclpy's multi-threaded executor costs several times more CPU per message.
         self.imu: ImuBuffer[Imu] = ImuBuffer(max_age_s=30.0)
         self._stage: ActuatorState | None = None
+        # No global arguments: `-r __node:=sequencer` would rename this helper too (two nodes of
+        # one name); its namespace is passed explicitly instead.
         self.listener = rclpy.create_node(f"{self.get_name()}_sensors", namespace=self.get_namespace(),
-                                          context=self.context, start_parameter_services=False)
+                                          context=self.context, start_parameter_services=False,
+                                          use_global_arguments=False)
         self.listener.create_subscription(Imu, "imu/data", lambda m: self.imu.add(stamp_to_ns(m.header.stamp), m),
                                           _IMU_QOS)
         self.listener.create_subscription(ActuatorState, "actuators/state", self._on_stage, RELIABLE)
         self._listener_executor = SingleThreadedExecutor(context=self.context)
         self._listener_executor.add_node(self.listener)
-        self._listener_thread = threading.Thread(target=self._listener_executor.spin, daemon=True)
+        self._listener_thread = threading.Thread(target=self._spin_listener, daemon=True)
         self._listener_thread.start()
         self.move_client = self.create_client(MoveActuators, "actuators/move", callback_group=self.group)
         self.trigger_client = self.create_client(TriggerCameras, self.params["trigger_service"],
@@ -415,6 +418,12 @@ class SequencerNode(Node):
         if not samples:
             self.get_logger().warning("no IMU samples on imu/data: the sequence carries none")
         return samples
+
+    def _spin_listener(self) -> None:
+        try:
+            self._listener_executor.spin()
+        except ExternalShutdownException:  # the context went down (Ctrl-C): nothing to report
+            pass
 
     def close(self) -> None:
         self._listener_executor.shutdown(timeout_sec=2.0)

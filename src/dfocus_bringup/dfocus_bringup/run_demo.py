@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,20 +109,29 @@ class DemoClient:
                 raise DemoError(f"no {what} on {self.node.get_namespace()}/{topic} within {self.timeout:.0f} s")
             return self.latest[topic]
 
-    def wait_future(self, future: Any, what: str) -> Any:
+    def wait_future(self, future: Any, what: str, timeout: float | None = None) -> Any:
+        timeout = self.timeout if timeout is None else timeout
         done = threading.Event()
         future.add_done_callback(lambda _f: done.set())
-        if not done.wait(self.timeout):
-            raise DemoError(f"timed out after {self.timeout:.0f} s waiting for {what}")
+        if not done.wait(timeout):
+            raise DemoError(f"timed out after {timeout:.0f} s waiting for {what}")
         return future.result()
 
     def run_goal(self, client: Any, goal: Any, what: str, log: Callable[[Any], object]) -> Any:
         if not client.wait_for_server(timeout_sec=self.timeout):
             raise DemoError(f"the {what} action server is not available (is its node running?)")
-        handle = self.wait_future(
-            client.send_goal_async(goal, feedback_callback=lambda fb: log(fb.feedback)),
-            f"{what} goal acceptance",
-        )
+        # A request sent just after discovery can be lost before DDS has matched the server's
+        # reader: re-send until the goal is answered (a duplicate would be rejected as busy).
+        deadline = time.monotonic() + self.timeout
+        while True:
+            future = client.send_goal_async(goal, feedback_callback=lambda fb: log(fb.feedback))
+            try:
+                handle = self.wait_future(future, f"{what} goal acceptance", timeout=5.0)
+                break
+            except DemoError:
+                if time.monotonic() > deadline:
+                    raise
+                self.node.get_logger().warning(f"{what} goal not answered within 5 s; sending it again")
         if not handle.accepted:
             raise DemoError(f"{what} goal rejected")
         result = self.wait_future(handle.get_result_async(), f"the {what} result")

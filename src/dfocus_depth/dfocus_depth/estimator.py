@@ -27,7 +27,7 @@ class WeightsError(RuntimeError):
 
 @dataclass
 class DepthResult:
-    depth: np.ndarray  # HxW float32 metres along the optical axis, NaN invalid
+    depth: np.ndarray  # HxW float32 metres along the optical axis, NaN invalid, +inf beyond the sweep
     confidence: np.ndarray  # HxW float32 0..1
     camera: CameraModel  # the reference camera (full resolution) the maps belong to
     depth_range: DepthRange
@@ -92,9 +92,12 @@ class DepthEstimator:
         inv_full, conf_full = joint_bilateral_upsample(
             np.stack([inv, conf]), views.reference, views.full_reference
         )
+        # REP 118: NaN = no estimate (here: not confident enough), +inf = at the infinitely far plane.
         depth = np.full(inv_full.shape, np.nan, dtype=np.float32)
-        ok = (inv_full > rng.inv_min + 1e-9) & (inv_full > 0) & (conf_full >= confidence_threshold)
-        depth[ok] = 1.0 / inv_full[ok]
+        confident = conf_full >= confidence_threshold
+        near = confident & (inv_full > 1e-9)
+        depth[near] = 1.0 / inv_full[near]
+        depth[confident & ~near] = np.inf
         return DepthResult(
             depth=depth,
             confidence=np.clip(conf_full, 0.0, 1.0).astype(np.float32),

@@ -7,6 +7,7 @@ the camera to its right); the network turns its depth into that disparity, d = f
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable
@@ -70,8 +71,10 @@ class Tally:
         ok = valid & np.isfinite(pred)
         err = np.abs(pred[ok] - gt[ok])
         z_gt = f_b / (gt[ok] + doffs)
+        # A disparity at or below zero means 'infinitely far': cap depth at twice the scene's range.
+        z_cap = 2.0 * float(np.max(f_b / (gt[valid] + doffs))) if valid.any() else np.inf
         with np.errstate(divide="ignore"):
-            z = f_b / np.maximum(pred[ok] + doffs, 1e-6)
+            z = np.minimum(f_b / np.maximum(pred[ok] + doffs, 1e-9), z_cap)
         self.abs_err += float(err.sum())
         self.bad2 += int((err > 2.0).sum())
         self.rel += float((np.abs(z - z_gt) / z_gt).sum())
@@ -156,7 +159,11 @@ def _right_neighbour(cal: ArrayCalibration) -> int:
 Method = Callable[[Case], np.ndarray]
 
 
-def network_method(estimator: DepthEstimator, two_views: bool) -> Method:
+def network_method(estimator: DepthEstimator, two_views: bool, max_width: int | None = None) -> Method:
+    if max_width is not None:
+        estimator = copy.copy(estimator)  # shares the network, own working resolution
+        estimator.max_width = max_width
+
     def run(case: Case) -> np.ndarray:
         burst = case.burst
         if two_views and burst.num_cameras > 2:
@@ -190,11 +197,15 @@ def evaluate(cases: list[Case], methods: dict[str, Method]) -> list[dict[str, ob
     return rows
 
 
-def default_methods(estimator: DepthEstimator, multi_view: bool) -> dict[str, Method]:
+def default_methods(estimator: DepthEstimator, multi_view: bool, widths: tuple[int, ...] = ()) -> dict[str, Method]:
+    """The network (all views, and the classical methods' pair; at each working width in `widths`,
+    or the estimator's own) next to SGBM and SGBM + WLS."""
     methods: dict[str, Method] = {}
-    if multi_view:
-        methods["dfocus CNN (all views)"] = network_method(estimator, two_views=False)
-    methods["dfocus CNN (the stereo pair)"] = network_method(estimator, two_views=True)
+    for width in widths or (estimator.max_width,):
+        tag = f", working width {width}" if widths else ""
+        if multi_view:
+            methods[f"dfocus CNN (all views{tag})"] = network_method(estimator, False, width)
+        methods[f"dfocus CNN (the stereo pair{tag})"] = network_method(estimator, True, width)
     methods["OpenCV StereoSGBM"] = lambda c: sgbm(c.left, c.right, c.num_disparities)
     methods["SGBM + WLS (own FGS)"] = lambda c: sgbm_wls(c.left, c.right, c.num_disparities)
     return methods

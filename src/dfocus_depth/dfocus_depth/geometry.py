@@ -132,12 +132,14 @@ def select_views(burst: Burst, max_sources: int) -> tuple[int, list[int]]:
     baselines), then the remaining shots in order, each camera's later shots adding the small
     actuator/hand shifts.
     """
+    if burst.num_cameras < 2:
+        # Shots of one camera differ only by actuator/hand shifts (sub-millimetre): no usable baseline.
+        raise DepthInputError(f"a depth map needs at least two views from two cameras; the burst has "
+                              f"{burst.num_cameras} camera ({len(burst.frames)} frames)")
     ref_index = burst.reference_index  # shot 0
     order = [i for i in range(burst.num_cameras) if i != ref_index]
     order += [i for i in range(burst.num_cameras, len(burst.frames))]
-    if not order:
-        raise DepthInputError("a depth map needs at least two views; the burst has one frame")
-    return ref_index, order[:max_sources]
+    return ref_index, order[:max(1, max_sources)]
 
 
 def prepare_views(burst: Burst, max_width: int, max_sources: int) -> WorkingViews:

@@ -170,13 +170,18 @@ class DepthNet(nn.Module):
         self.aggregate = Aggregator(planes)
         self.refine = Refiner()
         self.fine_temperature = nn.Parameter(torch.tensor(8.0))
+        # The U-Net predicts a correction to the matching cost itself (residual logits), so that
+        # from the first step the estimate follows the views' agreement and training only has to
+        # learn smoothing, occlusion and focus handling.
+        self.cost_gain = nn.Parameter(torch.tensor(10.0))
 
     def forward(self, ref: Tensor, src: Tensor, A: Tensor, b: Tensor, inv: Tensor, coc: Tensor) -> dict[str, Tensor]:
         """ref [B,3,h,w], src [B,S,3,h,w] RGB 0..1; A [B,S,3,3], b [B,S,3] projection coefficients at
         h x w; inv [B,D] ascending plane inverse depths; coc [B,S+1,D] circle of confusion (pixels at
         h/2) of the reference then each source at each plane.
 
-        Returns t_coarse/t (sweep position 0..1, [B,1,h,w]), inv_depth [B,1,h,w] and confidence.
+        Returns the coarse plane logits [B,D,h/2,w/2], t_coarse/t (sweep position 0..1, [B,1,h,w]),
+        inv_depth [B,1,h,w] and confidence.
         """
         B, S, _, h, w = src.shape
         D = inv.shape[1]
@@ -202,7 +207,7 @@ class DepthNet(nn.Module):
         focus = focus_consistency(sharp[:, 0], src_sharp, inside, coc)
 
         ctx = fine[:, 0]
-        logits = self.aggregate(torch.cat([agg, focus, support / S, F.avg_pool2d(ctx, 2)], dim=1))
+        logits = self.cost_gain * agg + self.aggregate(torch.cat([agg, focus, support / S, F.avg_pool2d(ctx, 2)], 1))
         prob = torch.softmax(logits, dim=1)
         pos = torch.linspace(0, 1, D, dtype=ref.dtype, device=ref.device).view(1, D, 1, 1)
         t_half = (prob * pos).sum(dim=1, keepdim=True)
@@ -229,6 +234,7 @@ class DepthNet(nn.Module):
         delta, conf_logit = self.refine(x)
         t = (t_coarse + step * FINE_STEPS * torch.tanh(delta)).clamp(0, 1)
         return {
+            "logits": logits,
             "t_coarse": t_coarse,
             "t": t,
             "inv_depth": lo + t * (hi - lo),

@@ -2,7 +2,7 @@
 
 sensor_msgs_py is not installable here, so the packing is done directly: one 16-byte point
 (x, y, z float32, then rgb as a float32 whose bits are 0x00RRGGBB, PCL's convention), rows of
-the image kept as rows of the cloud (height x width, is_dense false: invalid depth -> NaN xyz).
+the image kept as rows of the cloud (height x width, is_dense false: non-finite depth -> NaN xyz).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def organized_points(depth: np.ndarray, K: np.ndarray, rgb: np.ndarray) -> np.nd
         raise PointCloudError(f"depth {depth.shape} and colour {rgb.shape} must be HxW and HxWx3 of one size")
     if rgb.dtype != np.uint8:
         raise PointCloudError(f"colour must be uint8, got {rgb.dtype}")
-    xyz = backproject(depth, K)
+    xyz = backproject(np.where(np.isfinite(depth), depth, np.nan), K)  # +-inf (REP 118) has no point either
     pts = np.empty(depth.shape, dtype=POINT_DTYPE)
     pts["x"], pts["y"], pts["z"] = xyz[..., 0], xyz[..., 1], xyz[..., 2]
     pts["rgb"] = pack_rgb(rgb)

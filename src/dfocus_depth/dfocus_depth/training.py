@@ -42,8 +42,8 @@ CAMERA_COUNT_WEIGHTS = np.array([3, 3, 3, 2, 1, 1, 1]) / 14
 @dataclass
 class TrainConfig:
     seed: int = 0
-    scenes: int = 150
-    steps: int = 450
+    scenes: int = 200
+    steps: int = 1000
     batch: int = 3
     width: int = 160
     height: int = 120
@@ -99,16 +99,23 @@ def collate(examples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
 
 
 def depth_loss(out: dict[str, torch.Tensor], t_gt: torch.Tensor, px_per_t: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Smooth-L1 on disparity (widest baseline, working pixels) of the coarse and refined estimates,
-    plus a confidence that predicts whether the refined estimate is within CONFIDENT_PX."""
-    scale = px_per_t.view(-1, 1, 1, 1)
-    err_c = (out["t_coarse"] - t_gt).abs() * scale
-    err_r = (out["t"] - t_gt).abs() * scale
-    right = (err_r.detach() < CONFIDENT_PX).float()
+    """Cross-entropy of the coarse plane distribution against the true plane (two-hot), L1 in plane
+    units on the coarse and refined estimates (every sample weighs the same whatever its disparity
+    range), and a confidence that predicts whether the refined estimate is within CONFIDENT_PX."""
+    logits = out["logits"]
+    D = logits.shape[1]
+    pos = F.interpolate(t_gt, size=logits.shape[-2:], mode="bilinear", align_corners=False) * (D - 1)
+    lo = pos.floor().clamp(0, D - 2)
+    w_hi = (pos - lo).clamp(0, 1)
+    logp = torch.log_softmax(logits, dim=1)
+    ce = -(torch.gather(logp, 1, lo.long()) * (1 - w_hi) + torch.gather(logp, 1, lo.long() + 1) * w_hi).mean()
+    err_c = (out["t_coarse"] - t_gt).abs() * (D - 1)
+    err_r = (out["t"] - t_gt).abs() * (D - 1)
+    err_px = (out["t"] - t_gt).abs() * px_per_t.view(-1, 1, 1, 1)
+    right = (err_px.detach() < CONFIDENT_PX).float()
     conf = F.binary_cross_entropy_with_logits(out["confidence_logit"], right)
-    coarse = F.smooth_l1_loss(err_c, torch.zeros_like(err_c))
-    refined = F.smooth_l1_loss(err_r, torch.zeros_like(err_r))
-    return {"loss": coarse + 1.5 * refined + 0.3 * conf, "epe": err_r.mean(), "conf_bce": conf}
+    return {"loss": 0.5 * ce + err_c.mean() + 2.0 * err_r.mean() + 0.3 * conf, "epe": err_px.mean(),
+            "conf_bce": conf}
 
 
 def render_set(base: int, count: int, cfg: TrainConfig, log: Callable[[str], None], what: str) -> list[SimSample]:

@@ -1,0 +1,30 @@
+"""The shipped weights against OpenCV StereoSGBM on held-out simulator scenes (small, so quick):
+lower disparity error while covering every pixel."""
+
+from __future__ import annotations
+
+import pytest
+
+from dfocus_depth.estimator import DepthEstimator
+from dfocus_depth.evaluate import default_methods, evaluate, synthetic_cases
+
+
+@pytest.fixture(scope="module")
+def rows() -> dict[str, dict[str, object]]:
+    est = DepthEstimator(device="cpu", max_width=256)
+    methods = default_methods(est, multi_view=True)
+    del methods["SGBM + WLS (own FGS)"]
+    cases = synthetic_cases(2, 256, seed_base=6_000_000)  # seeds unused by training and bench/depth_eval.md
+    return {str(r["method"]): r for r in evaluate(cases, methods)}
+
+
+def test_cnn_beats_sgbm_at_full_coverage(rows: dict[str, dict[str, object]]) -> None:
+    cnn, pair, sgbm = rows["dfocus CNN (all views)"], rows["dfocus CNN (the stereo pair)"], rows["OpenCV StereoSGBM"]
+    assert cnn["coverage"] == 1.0 and pair["coverage"] == 1.0
+    assert float(sgbm["coverage"]) < 1.0  # SGBM leaves holes (occlusions, border, texture-poor areas)
+    assert float(cnn["epe_px"]) < float(sgbm["epe_px"]), rows
+    assert float(cnn["bad2"]) < float(sgbm["bad2"]), rows
+
+
+def test_more_views_help(rows: dict[str, dict[str, object]]) -> None:
+    assert float(rows["dfocus CNN (all views)"]["epe_px"]) < float(rows["dfocus CNN (the stereo pair)"]["epe_px"])

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from refocus_cases import make_case
 
-from conftest import make_case
 from dfocus_capture import qos
 from dfocus_capture.ros_convert import burst_to_msg, image_to_msg, msg_to_image, ns_to_stamp
 from dfocus_refocus.pipeline import RefocusRequest, prepare_sequence

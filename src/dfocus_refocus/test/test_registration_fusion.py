@@ -4,8 +4,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from refocus_cases import make_case, rotation
 
-from conftest import make_case, rotation
 from dfocus_capture.burst import Burst
 from dfocus_refocus.baselines import depth_edge_band, psnr
 from dfocus_refocus.fusion import max_laplacian_pick

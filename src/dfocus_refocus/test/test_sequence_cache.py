@@ -3,8 +3,8 @@ bursts are evicted, preparation runs in the background (pure, no rclpy)."""
 
 import numpy as np
 import pytest
+from refocus_cases import make_case
 
-from conftest import make_case
 from dfocus_refocus.pipeline import prepare_sequence
 from dfocus_refocus.sequence_cache import SequenceCache, SequenceNotFoundError
 

@@ -5,8 +5,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from refocus_cases import CAL, make_case
 
-from conftest import CAL, make_case
 from dfocus_refocus.baselines import psnr
 from dfocus_refocus.cli import all_in_focus_command, refocus_command
 from dfocus_refocus.pipeline import RefocusRequest, prepare_sequence

@@ -233,9 +233,9 @@ class SequencerNode(Node):
         self._wait_camera_topics()
         if not hand_held:
             self._wait_service(self.move_client, "actuators/move")
-        burst_start_ns = self.get_clock().now().nanoseconds
         if hand_held:
-            self._wait_imu_history(gh, burst_start_ns)
+            self._wait_imu_history(gh)
+        burst_start_ns = self.get_clock().now().nanoseconds
         with self._sets.cond:
             self._sets.by_stamp.clear()
         self.sync.clear()
@@ -389,12 +389,14 @@ class SequencerNode(Node):
             f"trigger (stamp {shot.stamp_ns * 1e-9:.3f}); nothing from {', '.join(missing) or '?'}: camera stopped?"
         )
 
-    def _wait_imu_history(self, gh: ServerGoalHandle, now_ns: int) -> None:
-        """Hand-held: the buffer must reach back over the pre-burst window (a freshly started IMU
-        fills it). Samples that are still in flight are waited for after the burst."""
+    def _wait_imu_history(self, gh: ServerGoalHandle) -> None:
+        """Hand-held: the buffer must reach back over the pre-burst window before the burst starts
+        (a freshly started IMU fills it meanwhile). Samples still in flight are waited for after
+        the burst."""
         need_ns = int(self.params["imu_window_s"] * 1e9)
         deadline = time.monotonic() + self.params["imu_window_s"] + self.params["imu_timeout_s"]
         while True:
+            now_ns = self.get_clock().now().nanoseconds
             oldest = self.imu.oldest_ns
             if oldest is not None and oldest <= now_ns - need_ns:
                 return

@@ -5,10 +5,15 @@ Fast DDS names its segments by a random id, not by pid (fastdds_<hex>, fastdds_<
 fastdds_port7411, sem.fastdds_port7411_mutex), so ownership is observed instead: a file counts as
 ours when one of our processes had it mapped or open and it did not exist before we started. It is
 removed only once no live process on the machine maps or holds it (port segments are shared).
+A process killed between two observations can leave a segment nobody saw it map; a segment that
+appeared while we ran and whose `_el` lock no process holds any more (Fast DDS keeps it locked
+for the segment owner's lifetime) is an orphan of such a process and is removed too.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -66,9 +71,30 @@ class ShmTracker:
         for pid in pids:
             self.used |= shm_files_of(pid, self.shm)
 
+    def orphans(self) -> set[str]:
+        """Segments (and their lock files) created since we started whose owner has died."""
+        found: set[str] = set()
+        for name in self.listing() - self.before:
+            lock = self.shm / f"{name}_el"
+            if not name.startswith("fastdds_") or name.endswith("_el") or not lock.exists():
+                continue
+            try:
+                fd = os.open(lock, os.O_RDWR)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                found |= {name, lock.name}
+            except OSError:  # still locked: its owner is alive
+                pass
+            finally:
+                os.close(fd)
+        return found
+
     def cleanup(self) -> list[str]:
         """Remove the files our processes created and nobody uses any more; returns their names."""
-        candidates = (self.used - self.before) & self.listing()
+        candidates = ((self.used - self.before) | self.orphans()) & self.listing()
         if not candidates:
             return []
         in_use: set[str] = set()

@@ -33,7 +33,8 @@ def test_dfocus_run_once_writes_every_output_and_stops_cleanly(tmp_path: Path) -
         capture_output=True, text=True, timeout=600, cwd=tmp_path, env=dict(os.environ),
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-6000:]
-    for name in ("refocused.png", "all_in_focus.png", "depth.npy", "depth.png", "confidence.npy",
+    for name in ("reference.png", "depth_overlay.png", "refocused.png", "all_in_focus.png", "depth.npy",
+                 "depth.png", "confidence.npy",
                  "points.ply", "mesh.ply"):
         assert (out / name).is_file(), f"{name} missing; stdout: {run.stdout}"
         assert str(out / name) in run.stdout, f"{name} not reported to the user"

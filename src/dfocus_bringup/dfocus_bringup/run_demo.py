@@ -75,6 +75,7 @@ class DemoClient:
 
         from dfocus_capture.qos import LATCHED, RELIABLE
         from dfocus_interfaces.action import CaptureSequence, Refocus
+        from dfocus_interfaces.msg import FocusSequence
         from dfocus_interfaces.srv import ExportModel
 
         self.timeout = timeout
@@ -82,11 +83,13 @@ class DemoClient:
         self.capture: Any = ActionClient(self.node, CaptureSequence, "capture_sequence")
         self.refocus: Any = ActionClient(self.node, Refocus, "refocus")
         self.export: Any = self.node.create_client(ExportModel, "depth/export_model")
-        self.latest: dict[str, Image] = {}
+        self.latest: dict[str, Any] = {}
         self.cond = threading.Condition()
         for topic, qos in (("depth/image", LATCHED), ("depth/confidence", LATCHED),
                            ("refocus/all_in_focus", RELIABLE)):
             self.node.create_subscription(Image, topic, lambda m, t=topic: self._store(t, m), qos)
+        self.node.create_subscription(FocusSequence, "capture/sequence",
+                                      lambda m: self._store("capture/sequence", m), LATCHED)
         self.executor = MultiThreadedExecutor()
         self.executor.add_node(self.node)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
@@ -97,12 +100,14 @@ class DemoClient:
             self.latest[topic] = msg
             self.cond.notify_all()
 
-    def wait_topic(self, topic: str, stamp_ns: int | None, what: str) -> Any:
+    def wait_topic(self, topic: str, stamp_ns: int | None, what: str, sequence_id: int | None = None) -> Any:
+        """The latest message on `topic`, once it has the given header stamp / sequence id."""
         from dfocus_capture.ros_convert import stamp_to_ns
 
         def ready() -> bool:
             msg = self.latest.get(topic)
-            return msg is not None and (stamp_ns is None or stamp_to_ns(msg.header.stamp) == stamp_ns)
+            return (msg is not None and (stamp_ns is None or stamp_to_ns(msg.header.stamp) == stamp_ns)
+                    and (sequence_id is None or msg.sequence_id == sequence_id))
 
         with self.cond:
             if not self.cond.wait_for(ready, timeout=self.timeout):
@@ -160,7 +165,7 @@ def stage_logger(logger: Any, what: str) -> Callable[[Any], None]:
 
 
 def run_pipeline(client: DemoClient, out: Path, focus_m: float | None, shots: int) -> DemoResult:
-    from dfocus_capture.ros_convert import msg_to_image, stamp_to_ns
+    from dfocus_capture.ros_convert import burst_from_msg, msg_to_image, stamp_to_ns
     from dfocus_interfaces.action import CaptureSequence, Refocus
     from dfocus_interfaces.srv import ExportModel
 
@@ -174,8 +179,9 @@ def run_pipeline(client: DemoClient, out: Path, focus_m: float | None, shots: in
     )
     seq_id = int(captured.sequence_id)
     logger.info(f"sequence {seq_id} captured; waiting for its depth")
-    depth_msg = client.wait_topic("depth/image", None, "depth map")
-    stamp = stamp_to_ns(depth_msg.header.stamp)
+    sequence = client.wait_topic("capture/sequence", None, f"sequence {seq_id}", sequence_id=seq_id)
+    stamp = stamp_to_ns(sequence.header.stamp)
+    depth_msg = client.wait_topic("depth/image", stamp, "depth map of the sequence")
     depth = np.array(msg_to_image(depth_msg), dtype=np.float32)
     conf_msg = client.wait_topic("depth/confidence", stamp, "depth confidence")
     confidence = np.array(msg_to_image(conf_msg), dtype=np.float32)
@@ -190,6 +196,8 @@ def run_pipeline(client: DemoClient, out: Path, focus_m: float | None, shots: in
 
     out.mkdir(parents=True, exist_ok=True)
     files = {
+        "reference": out / "reference.png",
+        "depth_overlay": out / "depth_overlay.png",
         "refocused": out / "refocused.png",
         "all_in_focus": out / "all_in_focus.png",
         "depth_npy": out / "depth.npy",
@@ -200,7 +208,12 @@ def run_pipeline(client: DemoClient, out: Path, focus_m: float | None, shots: in
     cv2.imwrite(str(files["all_in_focus"]), cv2.cvtColor(np.asarray(msg_to_image(aif_msg)), cv2.COLOR_RGB2BGR))
     np.save(files["depth_npy"], depth)
     np.save(files["confidence_npy"], confidence)
-    cv2.imwrite(str(files["depth_png"]), depth_colormap(depth))
+    colours = depth_colormap(depth)
+    cv2.imwrite(str(files["depth_png"]), colours)
+    burst = burst_from_msg(sequence)
+    reference = cv2.cvtColor(np.ascontiguousarray(burst.reference.image), cv2.COLOR_RGB2BGR)
+    cv2.imwrite(str(files["reference"]), reference)
+    cv2.imwrite(str(files["depth_overlay"]), cv2.addWeighted(reference, 0.45, colours, 0.55, 0.0))
 
     if not client.export.wait_for_service(timeout_sec=client.timeout):
         raise DemoError("depth/export_model service is not available")

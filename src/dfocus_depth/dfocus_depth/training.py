@@ -12,7 +12,7 @@ import math
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +53,6 @@ class TrainConfig:
     validation_scenes: int = 6
     out: str = str(WEIGHTS)
     log_every: int = 50
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 def training_range(views: WorkingViews, gt: np.ndarray, rng: np.random.Generator) -> DepthRange:
@@ -202,7 +201,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None], command: str = "") -> di
         "command": command,
         "config": asdict(cfg),
         "data": {
-            "generator": "dfocus_capture.sim (random_scene + simulate_burst), dfocus_depth.dataset.render_sample",
+            "generator": "dfocus_depth.dataset.render_sample: dfocus_capture.sim random_scene + ThinLensRenderer",
             "train_seeds": _seed_span(train_set),
             "validation_seeds": _seed_span(val_set),
             "resolution": [cfg.width, cfg.height],

@@ -54,7 +54,8 @@ def depth_command(argv: list[str]) -> int:
     p.add_argument("--near-m", type=float, help="nearest depth to consider (default: from the calibration)")
     p.add_argument("--far-m", type=float, help="farthest depth (default: infinity)")
     p.add_argument("--confidence-threshold", type=float, default=0.0, help="below it, depth is NaN")
-    p.add_argument("--max-width", type=int, default=1024, help="working resolution of the network")
+    p.add_argument("--max-width", type=int, default=384, help="working width of the network (near the training "
+                   "resolution works best; outputs are upsampled to the image size)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--weights", default=str(WEIGHTS))
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")

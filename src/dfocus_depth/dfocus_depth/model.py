@@ -92,15 +92,16 @@ def sweep_grid(A: Tensor, b: Tensor, inv: Tensor) -> tuple[Tensor, Tensor]:
     )
     pix = torch.stack([xs, ys, torch.ones_like(xs)], dim=0).reshape(3, h * w)
     rot = (A @ pix).unsqueeze(3)  # B,S,3,1,hw
-    proj = rot + b[:, :, :, None, None] * inv.reshape(B, 1, 1, P, h * w)  # B,S,3,P,hw
-    z = proj[:, :, 2]
+    inv_f = inv.reshape(B, 1, P, h * w)
+    z = torch.addcmul(rot[:, :, 2], b[:, :, 2, None, None], inv_f)  # B,S,P,hw
     zs = z.clamp(min=EPS)
-    u, v = proj[:, :, 0] / zs, proj[:, :, 1] / zs
-    inside = (z > EPS) & (u > -0.5) & (u < w - 0.5) & (v > -0.5) & (v < h - 0.5)
-    gx = (u + 0.5) / w * 2 - 1
-    gy = (v + 0.5) / h * 2 - 1
-    grid = torch.stack([gx, gy], dim=-1).clamp(-2, 2).reshape(B * S, P * h, w, 2)
-    return grid, inside.reshape(B, S, P, h, w)
+    # Straight to grid_sample's normalised coordinates: g = (u + 0.5) * 2 / w - 1.
+    grid = torch.empty(B, S, P, h * w, 2, dtype=A.dtype, device=A.device)
+    for k, size in ((0, w), (1, h)):
+        coord = torch.addcmul(rot[:, :, k], b[:, :, k, None, None], inv_f).div_(zs)
+        grid[..., k] = coord.add_(0.5).mul_(2.0 / size).sub_(1.0)
+    inside = (z > EPS) & (grid.abs() < 1).all(dim=-1)
+    return grid.clamp_(-2, 2).reshape(B * S, P * h, w, 2), inside.reshape(B, S, P, h, w)
 
 
 class VisibilityNet(nn.Module):

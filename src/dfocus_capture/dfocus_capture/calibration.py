@@ -331,7 +331,7 @@ def parse_middlebury_calib(text: str, source: str = "calib.txt") -> ArrayCalibra
                 focus_distance_m=optics["focus_distance_m"],
                 focal_length_mm=optics["focal_length_mm"],
                 f_number=optics["f_number"],
-                extra={"doffs": float(values.get("doffs", 0.0))},
+                extra={k: float(values[k]) for k in ("doffs", "ndisp", "vmin", "vmax") if k in values},
             )
         )
     return ArrayCalibration(reference_camera="cam0", cameras=tuple(cams), source=source)

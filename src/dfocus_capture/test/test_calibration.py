@@ -77,7 +77,7 @@ def test_middlebury_calib_gives_a_rectified_pair(tmp_path: Path) -> None:
     cam0, cam1 = cal.cameras
     assert (cam0.width, cam0.height) == (2964, 1988)
     assert cam1.T_ref_cam[0, 3] == pytest.approx(0.193001)
-    assert cam0.extra["doffs"] == pytest.approx(124.343)
+    assert cam0.extra["doffs"] == pytest.approx(124.343) and cam0.extra["ndisp"] == 270
     # Z = f B / (d + doffs): cam1's principal point carries doffs.
     assert cam1.cx - cam0.cx == pytest.approx(124.343)
 

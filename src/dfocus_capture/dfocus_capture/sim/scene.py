@@ -197,6 +197,8 @@ def random_scene(
                                          texel, light))
 
     def depth_sample(lo: float, hi: float) -> float:
+        # Shallow scenes (far_m close to near_m) can invert a preferred band: keep it ordered.
+        lo, hi = min(lo, hi), max(lo, hi)
         return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
 
     obj_far = max(near_m * 1.5, 0.6 * z_wall)

@@ -145,6 +145,7 @@ class SequencerNode(Node):
         self.move_client = self.create_client(MoveActuators, "actuators/move", callback_group=self.group)
         self.trigger_client = self.create_client(TriggerCameras, self.params["trigger_service"],
                                                  callback_group=self.group)
+        self._linked: set[str] = set()  # services whose request/response path has been proven
         self.publisher = self.create_publisher(FocusSequence, "capture/sequence", LATCHED)
         self.action = ActionServer(
             self, CaptureSequence, "capture_sequence", execute_callback=self._execute,
@@ -230,9 +231,15 @@ class SequencerNode(Node):
         pattern = "hand-held" if hand_held else PATTERN_NAMES[int(goal.shift_pattern)]
         self.get_logger().info(f"burst: {n_shots} shots, {pattern}, focus mode {goal.focus_mode}")
         self._wait_service(self.trigger_client, "camera array trigger")
+        # A focus list of the wrong length is refused at once, without an exposure.
+        self._probe(gh, self.trigger_client, TriggerCameras.Request(focus_distances_m=[1.0] * (len(cams) + 1)),
+                    "camera array trigger")
         self._wait_camera_topics()
         if not hand_held:
             self._wait_service(self.move_client, "actuators/move")
+            # A zero relative move: answered, moves nothing.
+            self._probe(gh, self.move_client, MoveActuators.Request(target_mm=[0.0, 0.0], relative=True, timeout_s=0.2),
+                        "actuators/move")
         if hand_held:
             self._wait_imu_history(gh)
         burst_start_ns = self.get_clock().now().nanoseconds
@@ -298,6 +305,28 @@ class SequencerNode(Node):
     def _wait_service(self, client: Client, what: str) -> None:
         if not client.wait_for_service(timeout_sec=self.params["service_wait_s"]):
             raise BurstAbortError(f"{what} service {client.srv_name} is not available")
+
+    def _probe(self, gh: ServerGoalHandle, client: Client, request: Any, what: str) -> None:
+        """Exchange a harmless request until one is answered. A service is listed by discovery
+        before DDS has matched its request and response endpoints, and a request (or its reply)
+        sent in that gap is silently lost: for a trigger that would abort the burst."""
+        if client.srv_name in self._linked:
+            return
+        deadline = time.monotonic() + self.params["service_wait_s"] + 5.0
+        while True:
+            future = client.call_async(request)
+            answer_by = time.monotonic() + 1.0
+            while not future.done() and time.monotonic() < answer_by:
+                if gh.is_cancel_requested:
+                    client.remove_pending_request(future)
+                    raise BurstCancelError(f"while reaching the {what}")
+                time.sleep(0.005)
+            if future.done():
+                self._linked.add(client.srv_name)
+                return
+            client.remove_pending_request(future)
+            if time.monotonic() > deadline:
+                raise BurstAbortError(f"{what} service {client.srv_name} does not answer")
 
     def _wait_camera_topics(self) -> None:
         """Every camera topic must have its publisher discovered, or the first shot's set is lost."""

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from typing import Any
 
 import numpy as np
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
@@ -100,6 +101,9 @@ def create_driver(p: dict[str, Any], stage: ActuatorTrack | None, tremor: HandTr
     )
 
 
+QUIET_AFTER_TRIGGER_S = 2.0
+
+
 class CameraArrayNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("camera_array", **kwargs)
@@ -120,14 +124,19 @@ class CameraArrayNode(Node):
         # Requested triggers go first: free-running frames are skipped while one waits, so a
         # slow (e.g. 12 MP simulated) free-run cannot starve the sequencer's exposures.
         self._pending_triggers = 0
-        self._group = MutuallyExclusiveCallbackGroup()
-        self._free_run_group = MutuallyExclusiveCallbackGroup()
+        self._quiet_until = 0.0  # no free-running frame before this (monotonic s): a burst is on
+        self._group = ReentrantCallbackGroup()  # triggers are serialized by self._lock
         n = self.driver.num_cameras
         self._image_pubs = [self.create_publisher(Image, f"cam{i}/image_raw", SENSOR) for i in range(n)]
         self._info_pubs = [self.create_publisher(CameraInfo, f"cam{i}/camera_info", SENSOR) for i in range(n)]
         self.create_service(TriggerCameras, "trigger", self._on_trigger, callback_group=self._group)
-        self._timer = None
-        self._set_rate(p["rate_hz"])
+        # Free-running exposures come from a thread of their own, not an executor timer: a render
+        # takes longer than a timer period, and a timer whose callback is still busy keeps the
+        # executor waking, starving the trigger service and the stage updates.
+        self._rate_hz = float(p["rate_hz"])
+        self._stop = threading.Event()
+        self._free_run_thread = threading.Thread(target=self._free_run_loop, name="free_run", daemon=True)
+        self._free_run_thread.start()
         w, h = self.driver.resolution
         self.get_logger().info(
             f"{p['backend']} camera array: {n} cameras at {w}x{h}, "
@@ -136,7 +145,7 @@ class CameraArrayNode(Node):
 
     def _on_change(self, changes: dict[str, Any]) -> str | None:
         if "rate_hz" in changes:
-            self._set_rate(float(changes["rate_hz"]))
+            self._rate_hz = float(changes["rate_hz"])
         if "fail_camera" in changes or "fail_after" in changes:
             if not isinstance(self.driver, SimCameraArray):
                 return "fault injection needs the sim backend"
@@ -147,12 +156,15 @@ class CameraArrayNode(Node):
             self.driver.fail_after = int(changes.get("fail_after", self.driver.fail_after))
         return None
 
-    def _set_rate(self, rate_hz: float) -> None:
-        if self._timer is not None:
-            self.destroy_timer(self._timer)
-            self._timer = None
-        if rate_hz > 0:
-            self._timer = self.create_timer(1.0 / rate_hz, self._free_run, callback_group=self._free_run_group)
+    def _free_run_loop(self) -> None:
+        next_t = time.monotonic()
+        while not self._stop.wait(max(0.0, next_t - time.monotonic())):
+            rate = self._rate_hz
+            if rate <= 0:
+                next_t = time.monotonic() + 0.1
+                continue
+            next_t = max(next_t + 1.0 / rate, time.monotonic())
+            self._free_run()
 
     def _on_stage(self, msg: ActuatorState) -> None:
         assert self._stage is not None
@@ -175,6 +187,8 @@ class CameraArrayNode(Node):
         return [c.name for i, c in enumerate(self.driver.calibration.cameras) if i not in got]
 
     def _free_run(self) -> None:
+        if time.monotonic() < self._quiet_until:
+            return
         if self._pending_triggers or not self._lock.acquire(blocking=False):
             return
         try:
@@ -205,6 +219,8 @@ class CameraArrayNode(Node):
                 for i, f in enumerate(focus):
                     self.driver.set_focus(i, float(f))
                 images = self._capture()
+                # The next trigger of a burst usually follows within a second or two.
+                self._quiet_until = time.monotonic() + QUIET_AFTER_TRIGGER_S
         except DriverError as exc:
             res.success, res.message = False, str(exc)
             return res
@@ -221,12 +237,14 @@ class CameraArrayNode(Node):
         return res
 
     def close(self) -> None:
+        self._stop.set()
+        self._free_run_thread.join(timeout=30.0)
         with self._lock:
             self.driver.close()
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node("camera_array", CameraArrayNode, args)
+    return run_node("camera_array", CameraArrayNode, args, num_threads=1)
 
 
 if __name__ == "__main__":

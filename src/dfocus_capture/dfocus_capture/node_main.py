@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import rclpy
 from rclpy.exceptions import InvalidParameterValueException, ParameterException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import Executor, ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation
 from rclpy.node import Node
 
@@ -23,7 +23,10 @@ STARTUP_ERRORS: tuple[type[BaseException], ...] = (
 
 def run_node(name: str, factory: Callable[[], Node], args: list[str] | None = None,
              num_threads: int | None = None) -> int:
-    """Create the node with `factory` and spin it until shutdown; returns the exit status."""
+    """Create the node with `factory` and spin it until shutdown; returns the exit status.
+
+    num_threads=1 selects a SingleThreadedExecutor (nodes whose long work runs on threads of
+    their own; rclpy's multi-threaded executor can spin hot while a callback blocks)."""
     apply_default_profile()
     logger = rclpy.logging.get_logger(name)
     try:
@@ -37,7 +40,8 @@ def run_node(name: str, factory: Callable[[], Node], args: list[str] | None = No
         logger.fatal(f"cannot start: {exc}")
         rclpy.try_shutdown()
         return 1
-    executor = MultiThreadedExecutor(num_threads=num_threads)
+    executor: Executor = (SingleThreadedExecutor() if num_threads == 1
+                          else MultiThreadedExecutor(num_threads=num_threads))
     executor.add_node(node)
     try:
         executor.spin()

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import rclpy
+from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
@@ -117,6 +118,9 @@ class BagPlayer(Node):
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=2.0)
+        # Reliable messages still in flight are lost if the process exits before they are acked.
+        for pub in self.pubs.values():
+            pub.wait_for_all_acked(Duration(seconds=2.0))
         self.reader.close()
 
 

@@ -127,8 +127,9 @@ def test_record_then_replay_is_identical(
     player = node_processes.python(
         "dfocus_capture.bag_player_node", "--ros-args", "-p", f"bag:={bag}", "-p", "rate:=2.0", "-p", "clock:=true",
         "-p", "wait_for_subscribers:=1", name="player")
-    wait(lambda: len(got) >= len(sent) or player.poll() is not None, 30, "the replayed stream")
-    assert player.wait(timeout=10) == 0, node_processes.output(player)
+    assert player.wait(timeout=60) == 0, node_processes.output(player)
+    # The player ends once its last message is published; delivery may still be in flight.
+    wait(lambda: len(got) >= len(sent), 20, f"all {len(sent)} replayed messages (got {len(got)})")
     # The wire bytes, in order per topic (DDS orders nothing across topics).
     for topic in types:
         assert [d for t, d in got if t == topic] == [m.data for m in recorded if m.topic == topic], topic

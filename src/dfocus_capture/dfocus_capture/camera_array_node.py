@@ -164,7 +164,12 @@ class CameraArrayNode(Node):
                 next_t = time.monotonic() + 0.1
                 continue
             next_t = max(next_t + 1.0 / rate, time.monotonic())
-            self._free_run()
+            try:
+                self._free_run()
+            except Exception:
+                if not self.context.ok():  # Ctrl-C shut the context down mid-frame: just stop
+                    return
+                raise
 
     def _on_stage(self, msg: ActuatorState) -> None:
         assert self._stage is not None

@@ -16,16 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
 from dfocus_capture.burst import BurstError
 from dfocus_capture.calibration import CalibrationError
-from dfocus_capture.dds import apply_default_profile
+from dfocus_capture.node_main import run_node
 from dfocus_capture.params import ParamSpec, declare_params
 from dfocus_capture.qos import LATCHED
 from dfocus_capture.ros_convert import (
@@ -193,22 +191,9 @@ class DepthNode(Node):
         super().destroy_node()
 
 
-def main(args: list[str] | None = None) -> None:
-    apply_default_profile()
-    rclpy.init(args=args)
-    node = DepthNode()
-    executor = MultiThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+def main(args: list[str] | None = None) -> int:
+    return run_node("depth", DepthNode, args)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -5,11 +5,11 @@ noise) of the same views is the in-run baseline the full pipeline is compared wi
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import numpy as np
 
+from dfocus_capture.bench_timing import time_runs
 from dfocus_capture.calibration import CameraModel, load_calibration
 from dfocus_capture.dds import find_config
 from dfocus_capture.sim.render import ThinLensRenderer
@@ -20,13 +20,7 @@ from dfocus_capture.sim.sensor import SensorNoise
 def _best_ms(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
     """Best wall time and best CPU time of `repeats` runs (ms). The machine is shared: the best
     run is the least disturbed, and CPU time shows the cost without the neighbours' load."""
-    fn()  # warm caches (tiled textures, kernels, vignetting maps)
-    wall, cpu = [], []
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
+    wall, cpu = time_runs(fn, repeats)
     return min(wall) * 1e3, min(cpu) * 1e3
 
 

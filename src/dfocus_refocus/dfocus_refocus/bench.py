@@ -12,7 +12,6 @@ import resource
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from dfocus_capture.bench_timing import time_runs
 from dfocus_capture.calibration import ArrayCalibration, load_calibration
 from dfocus_capture.dds import find_config
 from dfocus_refocus.baselines import (
@@ -54,13 +54,7 @@ def _timed(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
     """Median wall and CPU (this process, all threads) seconds of `repeats` runs after a warm-up.
     On a shared machine the CPU time shows what the code costs when the wall time is inflated by
     other processes."""
-    fn()
-    wall, cpu = [], []
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
+    wall, cpu = time_runs(fn, repeats)
     return statistics.median(wall), statistics.median(cpu)
 
 

@@ -1,0 +1,20 @@
+"""Timing shared by the packages' benchmarks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+def time_runs(fn: Callable[[], object], repeats: int) -> tuple[list[float], list[float]]:
+    """Wall and CPU seconds (this process, all threads) of `repeats` runs after one warm-up run.
+    On a shared machine the CPU time shows what the code costs when other processes inflate the
+    wall time; callers pick the statistic (best run, median)."""
+    fn()  # warm caches (textures, kernels, maps)
+    wall, cpu = [], []
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return wall, cpu

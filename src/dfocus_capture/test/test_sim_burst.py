@@ -11,7 +11,7 @@ from dfocus_capture.dds import find_config
 from dfocus_capture.shift_patterns import ShotPlanError
 from dfocus_capture.sim import MotionError, ThinLensRenderer, make_motion, simulate_burst
 from dfocus_capture.sim.scene import Scene, make_surface, rect_polygon
-from dfocus_capture.sim.sensor import SensorError, SensorNoise, expose, srgb_to_linear
+from dfocus_capture.sim.sensor import SensorError, SensorNoise, expose, sensor_gain, srgb_to_linear
 from dfocus_capture.sim.textures import environment_map, flat_texture
 
 CAL = load_calibration(find_config("camera_array.yaml")).scaled(160, 120)  # type: ignore[arg-type]
@@ -21,8 +21,9 @@ def test_poisson_gaussian_noise_has_the_predicted_mean_and_variance() -> None:
     noise = SensorNoise(full_well_e=4000.0, read_noise_e=4.0, vignetting=0.0)
     rng = np.random.default_rng(0)
     for level in (0.05, 0.2, 0.6):
-        planes = np.full((3, 200, 300), level, np.float32)
-        out = srgb_to_linear(expose(planes, noise, None, rng).astype(np.float32) / 255.0)
+        lin = np.full((200, 300, 3), level, np.float32)
+        gain = sensor_gain("cam", 300, 200, 150.0, 100.0, noise)
+        out = srgb_to_linear(expose(lin, noise, gain, rng).astype(np.float32) / 255.0)
         e = level * noise.electrons_at_white
         sigma = np.sqrt(e + noise.read_noise_e**2) / noise.electrons_at_white
         assert out.mean() == pytest.approx(level, rel=0.02)

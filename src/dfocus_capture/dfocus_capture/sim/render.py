@@ -21,11 +21,10 @@ from dfocus_capture.sim.defocus import thin_lens_defocus
 from dfocus_capture.sim.scene import Scene
 from dfocus_capture.sim.sensor import (
     SensorNoise,
-    camera_vignetting_strength,
     decode_srgb8,
     encode_srgb8,
     expose,
-    vignetting_map,
+    sensor_gain,
 )
 
 NEAR_CLIP_M = 0.02
@@ -53,6 +52,14 @@ class PinholeRender:
     srgb: np.ndarray  # the same as uint8 sRGB (clipped)
     depth: np.ndarray
     surface_id: np.ndarray
+    inv_depth: np.ndarray  # 1 / depth (float32)
+
+
+@dataclass
+class Defocused:
+    pinhole: PinholeRender
+    coc_signed: np.ndarray  # HxW float32 circle of confusion, pixels, negative in front of the focus
+    planes: np.ndarray  # C x H x W float32: defocused linear R, G, B (and the inverse depth plane)
 
 
 def _clip(points: np.ndarray, planes: np.ndarray) -> np.ndarray:
@@ -259,17 +266,38 @@ class ThinLensRenderer:
         lin[ys + y0, xs + x0] = block
         srgb[ys + y0, xs + x0] = encode_srgb8(block)
 
-    def _pinhole(self, cam: CameraModel) -> tuple[PinholeRender, np.ndarray]:
-        inv_z, sid, rasters = self._rasterize(cam)
-        srgb, lin = self._shade(cam, sid, rasters)
-        depth = np.float32(1.0) / inv_z
-        return PinholeRender(linear=lin, srgb=srgb, depth=depth, surface_id=sid), inv_z
-
     def pinhole(self, cam: CameraModel) -> PinholeRender:
         """The noise-free pinhole view: linear and sRGB images, depth, surface index."""
-        return self._pinhole(cam)[0]
+        inv_z, sid, rasters = self._rasterize(cam)
+        srgb, lin = self._shade(cam, sid, rasters)
+        return PinholeRender(linear=lin, srgb=srgb, depth=np.float32(1.0) / inv_z, surface_id=sid, inv_depth=inv_z)
 
     # -- views ----------------------------------------------------------------------------------
+    def defocus(
+        self, cam: CameraModel, *, focus_m: float | None = None, f_number: float | None = None,
+        with_inv_depth: bool = False,
+    ) -> Defocused:
+        """The noise-free thin-lens image of the camera at its pose (cam.T_ref_cam in the scene
+        frame), defocused for focus_m / f_number (default: the camera's own). with_inv_depth adds
+        a fourth plane: the inverse depth of what each defocused pixel shows, weighted like its
+        colour (a blurred foreground edge carries the foreground's share)."""
+        focus = cam.focus_distance_m if focus_m is None else float(focus_m)
+        n_f = cam.f_number if f_number is None else float(f_number)
+        if not (math.isfinite(focus) and math.isfinite(n_f) and n_f > 0 and focus > cam.focal_length_mm * 1e-3):
+            raise RenderError(f"{cam.name}: focus {focus} m / f-number {n_f} impossible for f = "
+                              f"{cam.focal_length_mm} mm")
+        if cam.width * cam.height > 50_000_000:
+            raise RenderError(f"{cam.name}: {cam.width}x{cam.height} exceeds the simulator's 50 MP limit")
+        pin = self.pinhole(cam)
+        inv_z = pin.inv_depth
+        # Thin lens (CameraModel.coc_px): c = A f / (s - f) * s * |1/s - 1/z| / pixel, which is
+        # affine in the inverse depth; positive behind the focal plane.
+        f = cam.focal_length_mm * 1e-3
+        gain = (f / n_f) * f / (focus - f) * focus / (cam.pixel_size_um * 1e-6)
+        signed = (np.float32(gain / focus) - np.float32(gain) * inv_z).astype(np.float32, copy=False)
+        planes = [*cv2.split(pin.linear), *([inv_z] if with_inv_depth else [])]
+        return Defocused(pinhole=pin, coc_signed=signed, planes=thin_lens_defocus(np.stack(planes), signed))
+
     def render(
         self,
         cam: CameraModel,
@@ -281,32 +309,19 @@ class ThinLensRenderer:
     ) -> View:
         """The camera's image at its pose (cam.T_ref_cam in the scene frame), defocused for
         focus_m / f_number (default: the camera's own), with sensor noise when `noise` is given."""
-        focus = cam.focus_distance_m if focus_m is None else float(focus_m)
-        n_f = cam.f_number if f_number is None else float(f_number)
-        if not (math.isfinite(focus) and math.isfinite(n_f) and n_f > 0 and focus > cam.focal_length_mm * 1e-3):
-            raise RenderError(f"{cam.name}: focus {focus} m / f-number {n_f} impossible for f = "
-                              f"{cam.focal_length_mm} mm")
-        if cam.width * cam.height > 50_000_000:
-            raise RenderError(f"{cam.name}: {cam.width}x{cam.height} exceeds the simulator's 50 MP limit")
-        pin, inv_z = self._pinhole(cam)
-        # Thin lens (CameraModel.coc_px): c = A f / (s - f) * s * |1/s - 1/z| / pixel, which is
-        # affine in the inverse depth; positive behind the focal plane.
-        f = cam.focal_length_mm * 1e-3
-        gain = (f / n_f) * f / (focus - f) * focus / (cam.pixel_size_um * 1e-6)
-        signed = (np.float32(gain / focus) - np.float32(gain) * inv_z).astype(np.float32, copy=False)
-        coc = np.abs(signed)
-        blurred = thin_lens_defocus(np.stack(cv2.split(pin.linear)), signed)
+        d = self.defocus(cam, focus_m=focus_m, f_number=f_number)
+        lin = cv2.merge(list(d.planes))
         if noise is None:
-            image = cv2.merge(list(encode_srgb8(blurred)))
+            image = encode_srgb8(lin)
         else:
-            strength = camera_vignetting_strength(cam.name, noise)
-            vig = vignetting_map(cam.width, cam.height, cam.cx, cam.cy, round(strength, 6)) if strength > 0 else None
-            image = cv2.merge(list(expose(blurred, noise, vig, rng if rng is not None else np.random.default_rng())))
+            gain = sensor_gain(cam.name, cam.width, cam.height, cam.cx, cam.cy, noise)
+            image = expose(lin, noise, gain, rng if rng is not None else np.random.default_rng())
+        pin = d.pinhole
         return View(
             image=image,
             depth=pin.depth,
             all_in_focus=pin.srgb,
-            coc_px=coc,
+            coc_px=np.abs(d.coc_signed),
             specular_mask=np.isin(pin.surface_id, self.specular_ids),
             textureless_mask=np.isin(pin.surface_id, self.textureless_ids),
             surface_id=pin.surface_id,

@@ -7,11 +7,16 @@ exposure, publish it, return the stamp and the focus each camera used.
 
 In `sim` the rendered poses follow the same motion the imu node simulates: the actuator stage
 position from actuators/state and, with `hand_held`, the hand tremor seeded by `seed`.
+
+A trigger is answered when the exposure (and readout) has ended; its images are published by a
+delivery thread once the backend has them (the sim renders them meanwhile), as a real camera's
+frames arrive after the exposure while the rig already moves on.
 """
 
 from __future__ import annotations
 
 import math
+import queue
 import threading
 import time
 from typing import Any
@@ -27,13 +32,14 @@ from dfocus_capture.dds import find_config
 from dfocus_capture.drivers import (
     BACKENDS,
     CameraArrayDriver,
-    CapturedImage,
     DriverError,
+    Exposure,
     FolderCameraArray,
     SimCameraArray,
     V4l2CameraArray,
     scene_from_spec,
 )
+from dfocus_capture.drivers.sim import RENDER_MODES
 from dfocus_capture.hand_motion import HandTremor, TremorConfig
 from dfocus_capture.imu_model import ActuatorTrack, ImuModelError
 from dfocus_capture.node_main import run_node
@@ -55,6 +61,8 @@ PARAMS = [
               max=2**31 - 1, read_only=True),
     ParamSpec("scene", "random", "sim: 'random', 'random:NEAR:FAR' (m) or 'plane:DISTANCE' (m)", read_only=True),
     ParamSpec("noise", True, "sim: sensor noise, vignetting and quantisation", read_only=True),
+    ParamSpec("render", "warp", "sim: 'warp' (each camera's thin-lens keyframe warped to the shot's pose, "
+              "fresh noise) or 'exact' (every view ray cast and defocused)", choices=RENDER_MODES, read_only=True),
     ParamSpec("exposure_time_s", 0.01, "sim: exposure time, s (a trigger lasts exposure + readout)", min=1e-5,
               max=1.0, read_only=True),
     ParamSpec("hand_held", False, "sim: add the hand tremor to the rendered poses", read_only=True),
@@ -97,7 +105,7 @@ def create_driver(p: dict[str, Any], stage: ActuatorTrack | None, tremor: HandTr
     return SimCameraArray(
         calibration, p["width"], p["height"], scene=scene_from_spec(p["scene"], p["seed"]), seed=p["seed"],
         noise=SensorNoise() if p["noise"] else None, exposure_time_s=p["exposure_time_s"],
-        fail_camera=p["fail_camera"], fail_after=p["fail_after"], array_pose=array_pose,
+        fail_camera=p["fail_camera"], fail_after=p["fail_after"], array_pose=array_pose, render=p["render"],
     )
 
 
@@ -129,6 +137,10 @@ class CameraArrayNode(Node):
         n = self.driver.num_cameras
         self._image_pubs = [self.create_publisher(Image, f"cam{i}/image_raw", SENSOR) for i in range(n)]
         self._info_pubs = [self.create_publisher(CameraInfo, f"cam{i}/camera_info", SENSOR) for i in range(n)]
+        # Exposures whose images are still developing, published in order by the delivery thread.
+        self._developing: queue.Queue[Exposure | None] = queue.Queue()
+        self._delivery_thread = threading.Thread(target=self._deliver_loop, name="delivery", daemon=True)
+        self._delivery_thread.start()
         self.create_service(TriggerCameras, "trigger", self._on_trigger, callback_group=self._group)
         # Free-running exposures come from a thread of their own, not an executor timer: a render
         # takes longer than a timer period, and a timer whose callback is still busy keeps the
@@ -178,32 +190,47 @@ class CameraArrayNode(Node):
         except ImuModelError as exc:
             self.get_logger().warning(f"ignoring actuators/state: {exc}", throttle_duration_sec=5.0)
 
-    def _capture(self) -> list[CapturedImage]:
-        """Expose and publish; the caller holds self._lock."""
-        images = self.driver.trigger()
-        for shot in images:
-            header = Header(stamp=ns_to_stamp(shot.stamp_ns), frame_id=f"{shot.camera.name}_optical_frame")
-            self._image_pubs[shot.camera_index].publish(image_to_msg(shot.image, "rgb8", header))
-            self._info_pubs[shot.camera_index].publish(camera_info_from_model(shot.camera, header))
-        return images
+    def _capture(self) -> Exposure:
+        """Expose and queue the images for publishing; the caller holds self._lock."""
+        exposure = self.driver.expose()
+        self._developing.put(exposure)
+        return exposure
 
-    def _missing(self, images: list[CapturedImage]) -> list[str]:
-        got = {s.camera_index for s in images}
-        return [c.name for i, c in enumerate(self.driver.calibration.cameras) if i not in got]
+    def _deliver_loop(self) -> None:
+        while (exposure := self._developing.get()) is not None:
+            try:
+                images = exposure.images()
+            except DriverError as exc:
+                self.get_logger().error(f"exposure at {exposure.stamp_ns * 1e-9:.3f} s delivered no images: {exc}")
+                continue
+            for shot in images:
+                header = Header(stamp=ns_to_stamp(shot.stamp_ns), frame_id=f"{shot.camera.name}_optical_frame")
+                try:
+                    self._image_pubs[shot.camera_index].publish(image_to_msg(shot.image, "rgb8", header))
+                    self._info_pubs[shot.camera_index].publish(camera_info_from_model(shot.camera, header))
+                except Exception:
+                    if not self.context.ok():  # Ctrl-C ended the context mid-delivery: just stop
+                        return
+                    raise
+
+    def _missing(self, exposure: Exposure) -> list[str]:
+        return [c.name for i, c in enumerate(self.driver.calibration.cameras) if i not in exposure.cameras]
 
     def _free_run(self) -> None:
         if time.monotonic() < self._quiet_until:
             return
-        if self._pending_triggers or not self._lock.acquire(blocking=False):
+        # A free-running frame waits for the previous ones to be delivered (frames are dropped, not
+        # queued, when rendering falls behind the rate).
+        if self._pending_triggers or not self._developing.empty() or not self._lock.acquire(blocking=False):
             return
         try:
-            images = self._capture()
+            exposure = self._capture()
         except DriverError as exc:
             self.get_logger().error(f"trigger failed: {exc}", throttle_duration_sec=2.0)
             return
         finally:
             self._lock.release()
-        missing = self._missing(images)
+        missing = self._missing(exposure)
         if missing:
             self.get_logger().warning(f"no image from {', '.join(missing)}", throttle_duration_sec=2.0)
 
@@ -223,27 +250,30 @@ class CameraArrayNode(Node):
                 self._pending_triggers -= 1
                 for i, f in enumerate(focus):
                     self.driver.set_focus(i, float(f))
-                images = self._capture()
+                exposure = self._capture()
                 # The next trigger of a burst usually follows within a second or two.
                 self._quiet_until = time.monotonic() + QUIET_AFTER_TRIGGER_S
         except DriverError as exc:
             res.success, res.message = False, str(exc)
             return res
-        if not images:
+        if not exposure.cameras:
             res.success, res.message = False, "no camera delivered an image"
             return res
-        res.stamp = ns_to_stamp(images[0].stamp_ns)
-        by_index = {s.camera_index: s.camera.focus_distance_m for s in images}
-        used = [by_index.get(i, self.driver.focus_m[i]) for i in range(n)]
+        res.stamp = ns_to_stamp(exposure.stamp_ns)
+        used = [exposure.cameras[i].focus_distance_m if i in exposure.cameras else self.driver.focus_m[i]
+                for i in range(n)]
         res.focus_distances_m = [float(f) for f in used]
-        missing = self._missing(images)
+        missing = self._missing(exposure)
         res.success = not missing
-        res.message = f"no image from {', '.join(missing)}" if missing else f"{len(images)} cameras exposed"
+        res.message = (f"no image from {', '.join(missing)}" if missing
+                       else f"{len(exposure.cameras)} cameras exposed")
         return res
 
     def close(self) -> None:
         self._stop.set()
         self._free_run_thread.join(timeout=30.0)
+        self._developing.put(None)
+        self._delivery_thread.join(timeout=30.0)
         with self._lock:
             self.driver.close()
 

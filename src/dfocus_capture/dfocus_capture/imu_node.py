@@ -120,7 +120,7 @@ class ImuNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node("imu", ImuNode, args, num_threads=2)
+    return run_node("imu", ImuNode, args, num_threads=1)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,18 @@
 """The camera array driver interface every backend (sim, folder, v4l2) implements.
 
-A driver fires all cameras together (`trigger`) and returns one image per delivering camera with
-the camera model at exposure (intrinsics at the driver's resolution, pose, focus) and one shared
-stamp. Drivers raise `DriverError` with a reason; they never leave a half-open device behind.
+A driver fires all cameras together (`expose`, or `trigger` which also waits for the images) and
+returns one image per delivering camera with the camera model at exposure (intrinsics at the
+driver's resolution, pose, focus) and one shared stamp. The stamp and the delivering cameras are
+known when the exposure ends; the images may follow later, as from a real sensor's readout and
+transfer (the sim backend renders them meanwhile). Drivers raise `DriverError` with a reason;
+they never leave a half-open device behind.
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from concurrent.futures import Future
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -29,6 +33,28 @@ class CapturedImage:
     image: np.ndarray  # HxWx3 RGB uint8
     camera: CameraModel  # at exposure: intrinsics, pose (T_ref_cam), focus_distance_m
     stamp_ns: int  # shared by every image of one trigger
+
+
+@dataclass
+class Exposure:
+    """One synchronized exposure: stamp and delivering cameras, and the images as futures."""
+
+    stamp_ns: int
+    cameras: dict[int, CameraModel]  # delivering camera index -> its model at exposure
+    futures: list[Future[CapturedImage]]
+
+    @staticmethod
+    def ready(images: list[CapturedImage]) -> Exposure:
+        """An exposure whose images are complete already."""
+        futures: list[Future[CapturedImage]] = []
+        for image in images:
+            futures.append(Future())
+            futures[-1].set_result(image)
+        return Exposure(images[0].stamp_ns if images else 0, {i.camera_index: i.camera for i in images}, futures)
+
+    def images(self) -> list[CapturedImage]:
+        """The images, once developed (raises the backend's DriverError)."""
+        return [f.result() for f in self.futures]
 
 
 class CameraArrayDriver(ABC):
@@ -75,16 +101,20 @@ class CameraArrayDriver(ABC):
         self.focus_m[camera] = float(focus_m)
         return self.focus_m[camera]
 
-    def trigger(self) -> list[CapturedImage]:
-        """One synchronized exposure of every camera."""
+    def expose(self) -> Exposure:
+        """One synchronized exposure of every camera; returns when it has ended."""
         if not self.is_open:
             raise DriverError("driver is not open")
-        images = self._trigger()
+        exposure = self._expose()
         self.trigger_count += 1
-        return images
+        return exposure
+
+    def trigger(self) -> list[CapturedImage]:
+        """One synchronized exposure of every camera, with its images."""
+        return self.expose().images()
 
     @abstractmethod
-    def _trigger(self) -> list[CapturedImage]: ...
+    def _expose(self) -> Exposure: ...
 
     def __enter__(self) -> CameraArrayDriver:
         self.open()

@@ -31,7 +31,7 @@ from dfocus_capture.calibration import (
     load_calibration,
     save_calibration,
 )
-from dfocus_capture.drivers.base import CameraArrayDriver, CapturedImage, DriverError
+from dfocus_capture.drivers.base import CameraArrayDriver, CapturedImage, DriverError, Exposure
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 FRAME_NAME = re.compile(r"shot(\d+)_cam(\d+)\.(png|jpe?g|tiff?)$", re.IGNORECASE)
@@ -188,7 +188,7 @@ class FolderCameraArray(CameraArrayDriver):
         super().set_focus(camera, focus_m)
         return self._models[self._next_shot() * self.num_cameras + camera].focus_distance_m
 
-    def _trigger(self) -> list[CapturedImage]:
+    def _expose(self) -> Exposure:
         shot = self._next_shot()
         stamp = self.clock_ns()
         w, h = self.resolution
@@ -198,4 +198,4 @@ class FolderCameraArray(CameraArrayDriver):
             model = self._models[i]
             scaled = model if (w, h) == (model.width, model.height) else model.scaled(w, h)
             out.append(CapturedImage(c, self._images[i], scaled, stamp))
-        return out
+        return Exposure.ready(out)

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from dfocus_capture.calibration import ArrayCalibration
-from dfocus_capture.drivers.base import CameraArrayDriver, CapturedImage, DriverError
+from dfocus_capture.drivers.base import CameraArrayDriver, CapturedImage, DriverError, Exposure
 
 
 def _device(spec: str) -> int | str:
@@ -84,7 +84,7 @@ class V4l2CameraArray(CameraArrayDriver):
             self.focus_m[camera] = cam.focus_distance_m
         return self.focus_m[camera]
 
-    def _trigger(self) -> list[CapturedImage]:
+    def _expose(self) -> Exposure:
         t0 = self.clock_ns()
         for dev, cap in zip(self.devices, self._caps, strict=True):
             if not cap.grab():
@@ -101,4 +101,4 @@ class V4l2CameraArray(CameraArrayDriver):
             rgb = np.ascontiguousarray(frame[:, :, ::-1]) if frame.ndim == 3 else np.repeat(frame[:, :, None], 3, 2)
             cam = replace(self.calibration.cameras[i], focus_distance_m=self.focus_m[i])
             out.append(CapturedImage(i, rgb, cam, stamp))
-        return out
+        return Exposure.ready(out)

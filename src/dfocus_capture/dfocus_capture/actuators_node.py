@@ -1,10 +1,15 @@
 """actuators: the micro-actuator stage that shifts the camera array between the shots of a burst.
 
 Serves `actuators/move` (dfocus_interfaces/srv/MoveActuators): the request is refused with a
-reason when a target is outside the travel, not finite, has the wrong number of axes, or while
-another move runs; otherwise the call returns once the stage is in position (success, reached
-positions) or, after the request's timeout, fails with the reason (a stuck axis' following error).
-Publishes `actuators/state` (ActuatorState, reliable) at `state_rate_hz`.
+reason when a target is outside the travel, not finite or has the wrong number of axes; otherwise
+the call returns once the stage is in position (success, reached positions) or, after the
+request's timeout, fails with the reason (a stuck axis' following error). One move at a time: a
+request arriving during a move is taken up when that move ends. Publishes `actuators/state`
+(ActuatorState, reliable) at `state_rate_hz`.
+
+Threads: a single-threaded executor serves the moves and parameters (a move waits in its
+callback); the state is published by a thread of its own, so it keeps flowing during moves
+(rclpy's multi-threaded executor costs several times more CPU per callback).
 
 This is the simulated stage (actuator_model.StageModel); `fault_stuck_axis` injects a jammed axis
 at runtime. A real stage driver serving the same service and topic replaces this node.
@@ -14,10 +19,10 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from typing import Any
 
 import numpy as np
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
 from std_msgs.msg import Header
 
@@ -54,15 +59,14 @@ class ActuatorsNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("actuators", **kwargs)
         self.params = declare_params(self, PARAMS, on_change=self._on_change)
-        self._lock = threading.Lock()
-        self._busy = False
+        self._lock = threading.Lock()  # the stage model, shared with the state thread
         self._last_fault = ""
         self._stop = threading.Event()
         self.stage = StageModel(self._config(self.params), t0=self._now())
         self._pub = self.create_publisher(ActuatorState, "actuators/state", RELIABLE)
-        self.create_timer(1.0 / self.params["state_rate_hz"], self._publish_state,
-                          callback_group=MutuallyExclusiveCallbackGroup())
-        self.create_service(MoveActuators, "actuators/move", self._move, callback_group=ReentrantCallbackGroup())
+        self.create_service(MoveActuators, "actuators/move", self._move)
+        self._state_thread = threading.Thread(target=self._state_loop, name="state", daemon=True)
+        self._state_thread.start()
         cfg = self.stage.config
         self.get_logger().info(
             f"stage axes {list(cfg.axes)}, travel {list(cfg.min_mm)} .. {list(cfg.max_mm)} mm, "
@@ -82,9 +86,7 @@ class ActuatorsNode(Node):
             config = self._config(merged)
         except ActuatorError as exc:
             return str(exc)
-        with self._lock:
-            if self._busy:
-                return "a move is in progress; change stage parameters when it is idle"
+        with self._lock:  # parameters are set between moves (one executor thread serves both)
             now = self._now()
             self.stage = StageModel(config, t0=now, start_mm=self.stage.true_position(now))
             self.params = merged
@@ -95,6 +97,18 @@ class ActuatorsNode(Node):
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
+
+    def _state_loop(self) -> None:
+        period = 1.0 / self.params["state_rate_hz"]
+        next_t = time.monotonic()
+        while not self._stop.wait(max(0.0, next_t - time.monotonic())):
+            next_t = max(next_t + period, time.monotonic())
+            try:
+                self._publish_state()
+            except Exception:
+                if not self.context.ok():  # Ctrl-C ended the context mid-publish: just stop
+                    return
+                raise
 
     def _publish_state(self) -> None:
         t_ns = self.get_clock().now().nanoseconds
@@ -122,52 +136,46 @@ class ActuatorsNode(Node):
         with self._lock:
             now = self._now()
             response.position_mm = [float(v) for v in self.stage.measured(now)]
-            if self._busy:
-                response.success, response.message = False, "busy: another move is in progress"
-                return response
             try:
                 target = self.stage.command(list(request.target_mm), now, relative=request.relative)
             except ActuatorError as exc:
                 response.success, response.message = False, f"refused: {exc}"
                 self.get_logger().warning(f"move refused: {exc}")
                 return response
-            self._busy, self._last_fault = True, ""
+            self._last_fault = ""
             done_at = self.stage.settled_at()
         self.get_logger().debug(f"move to {target.tolist()} mm, in position at t+{(done_at or math.inf) - now:.3f} s")
-        try:
-            deadline = now + timeout
-            # The model is analytic: sleep until it reports in position (or the timeout), on the node's clock.
-            wake = deadline if done_at is None else min(done_at, deadline)
-            while self._now() < wake and not self._stop.is_set():
-                self._stop.wait(min(0.01, max(wake - self._now(), 0.0)))
-            with self._lock:
-                now = self._now()
-                state = self.stage.state(now)
-                response.position_mm = [float(v) for v in state.position_mm]
-                if not state.moving:
-                    self.get_logger().debug(f"in position at {state.position_mm.tolist()} mm")
-                    response.success = True
-                    response.message = f"in position at {np.round(state.position_mm, 4).tolist()} mm"
-                    return response
-                # Give up: hold where the stage is, keep the fault visible on actuators/state.
-                reason = state.fault_message or "not in position"
-                self._last_fault = reason
-                self.stage.command(self.stage.true_position(now), now)
-            response.success = False
-            response.message = (f"target {np.round(target, 4).tolist()} mm not reached within {timeout:.2f} s: "
-                                f"{reason}; at {response.position_mm} mm")
-            self.get_logger().error(response.message)
-            return response
-        finally:
-            with self._lock:
-                self._busy = False
+        deadline = now + timeout
+        # The model is analytic: sleep until it reports in position (or the timeout), on the node's clock.
+        wake = deadline if done_at is None else min(done_at, deadline)
+        while self._now() < wake and not self._stop.is_set():
+            self._stop.wait(min(0.01, max(wake - self._now(), 0.0)))
+        with self._lock:
+            now = self._now()
+            state = self.stage.state(now)
+            response.position_mm = [float(v) for v in state.position_mm]
+            if not state.moving:
+                self.get_logger().debug(f"in position at {state.position_mm.tolist()} mm")
+                response.success = True
+                response.message = f"in position at {np.round(state.position_mm, 4).tolist()} mm"
+                return response
+            # Give up: hold where the stage is, keep the fault visible on actuators/state.
+            reason = state.fault_message or "not in position"
+            self._last_fault = reason
+            self.stage.command(self.stage.true_position(now), now)
+        response.success = False
+        response.message = (f"target {np.round(target, 4).tolist()} mm not reached within {timeout:.2f} s: "
+                            f"{reason}; at {response.position_mm} mm")
+        self.get_logger().error(response.message)
+        return response
 
     def close(self) -> None:
         self._stop.set()
+        self._state_thread.join(timeout=2.0)
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node("actuators", ActuatorsNode, args, num_threads=3)
+    return run_node("actuators", ActuatorsNode, args, num_threads=1)
 
 
 if __name__ == "__main__":

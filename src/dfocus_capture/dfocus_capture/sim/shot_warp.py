@@ -10,8 +10,9 @@ keyframe,
 
     x ~ K_key (R K^-1 x' + t w')        [R | t]: the target camera in the keyframe camera's frame,
 
-and w' comes from a fixed-point iteration on the keyframe's inverse depth. So every shot keeps its
-own pose, its depth-dependent parallax and its own noise. What the warp cannot know is measured
+with w' read from the keyframe at the same pixel (shifts are a few pixels; a fixed-point refinement
+measured no better, since the errors at depth edges are dominated by uncovered background). So
+every shot keeps its own pose, its depth-dependent parallax and its own noise. What the warp cannot know is measured
 against the exact render in test_shot_warp: background uncovered at a depth edge is taken from
 the keyframe's nearest pixels, and mirror reflections move with the mirror, not with the scene
 they reflect. A pose whose warp would leave the margin, or a new focus, makes a new keyframe.
@@ -30,7 +31,6 @@ from dfocus_capture.sim.render import ThinLensRenderer
 from dfocus_capture.sim.sensor import SensorNoise, encode_srgb8, expose, sensor_gain
 
 MARGIN_PX = 24  # keyframe border beyond the field of view: bounds the warp (about 3 mm at 0.3 m)
-FIXED_POINT_STEPS = 1  # inverse-depth lookups per pixel before the final warp
 
 
 @dataclass
@@ -90,18 +90,16 @@ class ShotRenderer:
                 return None
         xs = np.arange(w, dtype=np.float32)
         ys = np.arange(h, dtype=np.float32)
+        rows = 2 if abs(A[2, 0]) * w + abs(A[2, 1]) * h + abs(A[2, 2] - 1) + abs(b[2]) * kf.max_inv_depth < 1e-9 else 3
         planes = [(np.float32(A[i, 0]) * xs)[None, :] + (np.float32(A[i, 1]) * ys + np.float32(A[i, 2]))[:, None]
-                  for i in range(3)]
+                  for i in range(rows)]
         m = self.margin_px
-        inv_z = kf.inv_depth[m:m + h, m:m + w]  # first guess: the keyframe's depth at the same pixel
-        for step in range(FIXED_POINT_STEPS + 1):
-            den = cv2.scaleAdd(inv_z, float(b[2]), planes[2])
-            mx = cv2.divide(cv2.scaleAdd(inv_z, float(b[0]), planes[0]), den)
-            my = cv2.divide(cv2.scaleAdd(inv_z, float(b[1]), planes[1]), den)
-            if step < FIXED_POINT_STEPS:
-                # Nearest, not linear: an average across a depth edge would belong to neither side.
-                inv_z = cv2.remap(kf.inv_depth, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
-        return mx, my
+        inv_z = kf.inv_depth[m:m + h, m:m + w]
+        if rows == 2:  # a shift in the image plane (the actuators alone): no perspective division
+            return cv2.scaleAdd(inv_z, float(b[0]), planes[0]), cv2.scaleAdd(inv_z, float(b[1]), planes[1])
+        den = cv2.scaleAdd(inv_z, float(b[2]), planes[2])
+        return (cv2.divide(cv2.scaleAdd(inv_z, float(b[0]), planes[0]), den),
+                cv2.divide(cv2.scaleAdd(inv_z, float(b[1]), planes[1]), den))
 
     def linear(self, cam: CameraModel) -> np.ndarray:
         """Noise-free defocused linear radiance (H x W x 3 float32) of the camera at its pose."""

@@ -171,7 +171,8 @@ def burst_rows(quick: bool, shots: int = 7, width: int = 1280, height: int = 960
     best = int(np.argmin(wall))
     what = f"{shots}-shot {CAMERAS}-camera {width}x{height} burst in sim (4 node processes)"
     return [{
-        "name": f"sequencer: {what}, goal -> FocusSequence received (best of {len(wall)}; last: {breakdown})",
+        "name": f"sequencer: {what}, goal -> FocusSequence received (best of {len(wall)}, node CPU {cpu[best]:.1f} s; "
+                f"last: {breakdown})",
         "value": round(wall[best], 3), "unit": "s", "target": "<= 1.5", "median": round(float(np.median(wall)), 3),
         "cpu_s": round(cpu[best], 2), "baseline": round(min(base_wall), 3),
         "baseline_name": f"exact renderer per shot (CPU {min(base_cpu):.1f} s)",

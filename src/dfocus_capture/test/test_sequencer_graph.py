@@ -211,7 +211,9 @@ def test_actuator_bursts_cancel_and_faults(graph_factory: Callable[[bool], Graph
     assert t_err < 0.2e-3, f"pose error {t_err * 1e3:.3f} mm"
     # imu/data at 400 Hz on the sensor's grid, covering the window before and during the burst.
     imu_t = np.array([stamp_to_ns(m.header.stamp) for m in seq.imu])
-    assert len(imu_t) > 400 and np.median(np.diff(imu_t)) == 2_500_000
+    shot_t = [next(iter(s)) for s in stamps]
+    assert imu_t[0] < min(shot_t) and imu_t[-1] >= max(shot_t)  # the burst is fast: the window may be short
+    assert len(imu_t) > 0.9 * (imu_t[-1] - imu_t[0]) / 2_500_000 and np.median(np.diff(imu_t)) == 2_500_000
     assert all(m.header.frame_id == "imu_link" for m in seq.imu[:5])
     assert [fb.shot_index for fb in g.feedback if fb.stage == "triggering"][:7] == list(range(7))
 

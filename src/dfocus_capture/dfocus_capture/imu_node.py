@@ -77,6 +77,12 @@ class ImuNode(Node):
         self._accel_var = noise.accel_noise_density**2 * self.rate
         self._next_k: int | None = None
         self._pub = self.create_publisher(Imu, "imu/data", SENSOR)
+        self._msg = Imu()
+        self._msg.header.frame_id = p["frame_id"]
+        self._msg.orientation_covariance[0] = -1.0
+        for i in (0, 4, 8):
+            self._msg.angular_velocity_covariance[i] = self._gyro_var
+            self._msg.linear_acceleration_covariance[i] = self._accel_var
         group = MutuallyExclusiveCallbackGroup()  # stage samples and IMU readings in order
         self.create_subscription(ActuatorState, "actuators/state", self._on_stage, RELIABLE, callback_group=group)
         self.create_timer(1.0 / p["publish_rate_hz"], self._publish_due, callback_group=group)
@@ -105,16 +111,11 @@ class ImuNode(Node):
         stamps = [k * 1_000_000_000 // int(self.rate) if self.rate.is_integer() else int(k / self.rate * 1e9)
                   for k in range(self._next_k, last_k + 1)]
         gyros, accels = self.sim.samples(np.array(stamps) * 1e-9, self.rate)
+        msg = self._msg  # one message, refilled per sample: publish() serializes it at once
         for stamp_ns, gyro, accel in zip(stamps, gyros, accels, strict=True):
-            msg = Imu()
             msg.header.stamp = ns_to_stamp(stamp_ns)
-            msg.header.frame_id = self.params["frame_id"]
-            msg.orientation_covariance[0] = -1.0
             msg.angular_velocity.x, msg.angular_velocity.y, msg.angular_velocity.z = (float(v) for v in gyro)
             msg.linear_acceleration.x, msg.linear_acceleration.y, msg.linear_acceleration.z = (float(v) for v in accel)
-            for i in (0, 4, 8):
-                msg.angular_velocity_covariance[i] = self._gyro_var
-                msg.linear_acceleration_covariance[i] = self._accel_var
             self._pub.publish(msg)
         self._next_k = last_k + 1
 

@@ -57,7 +57,8 @@ def _pad(cam: CameraModel, margin: int) -> CameraModel:
 
 class ShotRenderer:
     """Renders a camera's image at any pose near its keyframe. Keeps one keyframe per camera
-    name (about 20 MB at 1280x960); `render` may run on several threads, one camera each."""
+    name (about 20 MB at 1280x960). `render` may run on several threads at once (two threads
+    missing the same keyframe both make it; the last one is kept)."""
 
     def __init__(self, renderer: ThinLensRenderer, margin_px: int = MARGIN_PX) -> None:
         self.renderer = renderer

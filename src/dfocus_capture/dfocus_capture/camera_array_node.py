@@ -200,8 +200,9 @@ class CameraArrayNode(Node):
         while (exposure := self._developing.get()) is not None:
             try:
                 images = exposure.images()
-            except DriverError as exc:
-                self.get_logger().error(f"exposure at {exposure.stamp_ns * 1e-9:.3f} s delivered no images: {exc}")
+            except Exception as exc:  # noqa: BLE001 - one failed render must not stop later deliveries
+                self.get_logger().error(f"exposure at {exposure.stamp_ns * 1e-9:.3f} s delivered no images: "
+                                        f"{type(exc).__name__}: {exc}")
                 continue
             for shot in images:
                 header = Header(stamp=ns_to_stamp(shot.stamp_ns), frame_id=f"{shot.camera.name}_optical_frame")

@@ -31,6 +31,28 @@ def test_sim_trigger_is_synchronized_and_takes_exposure_plus_readout() -> None:
     assert shots[0].camera.fx == pytest.approx(500.0)
 
 
+def test_sim_exposures_deliver_their_images_later_with_two_frame_buffers() -> None:
+    shifts = iter(np.linspace(0.0, 0.5e-3, 6))  # 0 for the keyframes made at open(), then 0.1 mm steps
+
+    def shifted(_stamp_ns: int) -> np.ndarray:
+        pose = np.eye(4)
+        pose[0, 3] = next(shifts)
+        return pose
+
+    with SimCameraArray(CAL, realtime=False, noise=None, array_pose=shifted) as drv:
+        exposures = [drv.expose() for _ in range(4)]
+        # Two frame buffers: the fourth exposure waited until the second one's images were rendered.
+        assert all(f.done() for f in exposures[1].futures)
+        for e in exposures:
+            images = e.images()
+            assert [i.camera_index for i in images] == sorted(e.cameras) == list(range(5))
+            assert {i.stamp_ns for i in images} == {e.stamp_ns}
+        # Each exposure is rendered at its own pose (the warp keeps the parallax).
+        first, last = exposures[0].images()[0], exposures[-1].images()[0]
+        assert last.camera.T_ref_cam[0, 3] - first.camera.T_ref_cam[0, 3] == pytest.approx(0.3e-3)
+        assert np.abs(first.image.astype(np.int16) - last.image.astype(np.int16)).mean() > 1.0
+
+
 def test_sim_focus_and_fault_injection() -> None:
     drv = SimCameraArray(CAL, realtime=False, fail_camera=1, fail_after=2, noise=None)
     drv.open()

@@ -20,7 +20,6 @@ they reflect. A pose whose warp would leave the margin, or a new focus, makes a 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
 import cv2
@@ -119,9 +118,3 @@ class ShotRenderer:
         if noise is None:
             return encode_srgb8(lin)
         return expose(lin, noise, sensor_gain(cam.name, cam.width, cam.height, cam.cx, cam.cy, noise), rng)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """Peak signal-to-noise ratio of two 8-bit images, dB."""
-    mse = float(np.mean((a.astype(np.float32) - b.astype(np.float32)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)

@@ -70,7 +70,8 @@ PARAMS = [
               min=0.05, max=600.0),
     ParamSpec("frame_timeout_s", 3.0, "after a trigger, every camera's image must arrive within this, s",
               min=0.05, max=60.0),
-    ParamSpec("service_wait_s", 2.0, "how long to wait for the trigger / move services to appear, s", min=0.0,
+    ParamSpec("service_wait_s", 10.0, "how long to wait for the trigger / move services and camera topics to "
+              "appear (returns as soon as they do; discovery alone takes up to ~3 s here), s", min=0.0,
               max=60.0),
     ParamSpec("imu_window_s", 1.0, "IMU history before the first exposure (bias and gravity estimate), s",
               min=0.1, max=10.0),

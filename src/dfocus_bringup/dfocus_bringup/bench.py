@@ -51,7 +51,9 @@ def to_markdown(results: dict[str, list[dict[str, Any]]], quick: bool) -> str:
         "",
     ]
     for suite, rows in results.items():
-        lines += [f"## {suite}", "", "| benchmark | value | unit | target | baseline | ratio |", "|---" * 6 + "|"]
+        measured = rows[0].get("measured", "") if rows else ""
+        lines += [f"## {suite}" + (f" (measured {measured})" if measured else ""), "",
+                  "| benchmark | value | unit | target | baseline | ratio |", "|---" * 6 + "|"]
         for r in rows:
             base = r.get("baseline", "")
             if r.get("baseline_name"):
@@ -70,16 +72,23 @@ def bench_command(argv: list[str]) -> int:
     parser.add_argument("--only", nargs="+", choices=sorted(SUITES), help="run only these suites")
     parser.add_argument("--out", default="bench/results.md", help="markdown output (a .json is written beside)")
     args = parser.parse_args(argv)
+    out = Path(args.out)
+    # --only re-runs some suites and keeps the others' last results (each suite says when it ran).
+    last = out.with_suffix(".json")
+    previous = json.loads(last.read_text()) if args.only and last.exists() else {}
     results: dict[str, list[dict[str, Any]]] = {}
     for suite, module_name in SUITES.items():
         if args.only and suite not in args.only:
+            if suite in previous:
+                results[suite] = previous[suite]
             continue
         sys.stderr.write(f"[bench] {suite} ...\n")
-        results[suite] = run_suite(module_name, args.quick)
-    out = Path(args.out)
+        measured = time.strftime("%Y-%m-%d %H:%M")
+        results[suite] = [{**row, "measured": measured} for row in run_suite(module_name, args.quick)]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(to_markdown(results, args.quick))
     out.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str))
     sys.stdout.write(out.read_text())
-    failed = [r["name"] for rows in results.values() for r in rows if "error" in r]
+    failed = [r["name"] for suite in results if not args.only or suite in args.only
+              for r in results[suite] if "error" in r]
     return 1 if failed else 0

@@ -105,10 +105,11 @@ class ActuatorsNode(Node):
             next_t = max(next_t + period, time.monotonic())
             try:
                 self._publish_state()
-            except Exception:
+            except Exception as exc:  # noqa: BLE001 - one failed publish must not end the state stream
                 if not self.context.ok():  # Ctrl-C ended the context mid-publish: just stop
                     return
-                raise
+                self.get_logger().error(f"publishing actuators/state failed: {type(exc).__name__}: {exc}",
+                                        throttle_duration_sec=2.0)
 
     def _publish_state(self) -> None:
         t_ns = self.get_clock().now().nanoseconds

@@ -209,10 +209,11 @@ class CameraArrayNode(Node):
                 try:
                     self._image_pubs[shot.camera_index].publish(image_to_msg(shot.image, "rgb8", header))
                     self._info_pubs[shot.camera_index].publish(camera_info_from_model(shot.camera, header))
-                except Exception:
+                except Exception as exc:  # noqa: BLE001 - a failed publish must not end later deliveries
                     if not self.context.ok():  # Ctrl-C ended the context mid-delivery: just stop
                         return
-                    raise
+                    self.get_logger().error(f"publishing {shot.camera.name} at {shot.stamp_ns * 1e-9:.3f} s "
+                                            f"failed: {type(exc).__name__}: {exc}")
 
     def _missing(self, exposure: Exposure) -> list[str]:
         return [c.name for i, c in enumerate(self.driver.calibration.cameras) if i not in exposure.cameras]

@@ -63,7 +63,9 @@ PARAMS = [
     ParamSpec("slop_s", 0.005, "synchronizer slop: the stamps of one set span less than this, s", min=1e-6,
               max=1.0, read_only=True),
     ParamSpec("trigger_service", "trigger", "the camera array's TriggerCameras service", read_only=True),
-    ParamSpec("trigger_delay_s", 0.02, "dwell between 'in position' and the exposure (vibration, state propagation)",
+    # The stage reports a move done after settle_time_s within tolerance (its ringing already below
+    # 1 um), so the dwell is a small guard for the last actuators/state sample to reach the cameras.
+    ParamSpec("trigger_delay_s", 0.005, "dwell between 'in position' and the exposure (vibration, state propagation)",
               min=0.0, max=5.0),
     ParamSpec("move_timeout_s", 2.0, "timeout of one actuator move, s", min=0.05, max=60.0),
     ParamSpec("trigger_timeout_s", 10.0, "timeout of one trigger call (exposure, readout, sim rendering), s",

@@ -113,3 +113,34 @@ def test_absent_v4l2_devices_stop_the_node_with_a_reason(node_processes, wait) -
     wait(lambda: proc.poll() is not None, 30.0, "the node to exit")
     assert proc.returncode == 1
     assert "/dev/video91 is absent" in node_processes.output(proc)
+
+
+def test_a_failed_publish_is_logged_and_later_sets_still_arrive(rclpy_context, spin, wait) -> None:
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from dfocus_capture.camera_array_node import CameraArrayNode
+
+    overrides = [Parameter("width", value=160), Parameter("height", value=120), Parameter("noise", value=False),
+                 Parameter("rate_hz", value=0.0), Parameter("follow_actuators", value=False)]
+    cam = CameraArrayNode(context=rclpy_context, namespace="/test", parameter_overrides=overrides)
+    pub = cam._image_pubs[1]
+    real_publish, failures = pub.publish, []
+
+    def publish_failing_once(msg: Image) -> None:
+        if not failures:
+            failures.append(msg.header.stamp)
+            raise RuntimeError("transport refused the message")
+        real_publish(msg)
+
+    pub.publish = publish_failing_once  # type: ignore[method-assign]
+    node = rclpy.create_node("listener", namespace="/test", context=rclpy_context)
+    got = Collector(node)
+    client = node.create_client(TriggerCameras, "trigger")
+    spin(cam, node)
+    wait(lambda: client.wait_for_service(timeout_sec=0.1), 10.0, "the trigger service")
+    for _ in range(3):
+        assert _call(node, client, wait, []).success
+    # The first set lost camera 1 to the failed publish; the delivery thread lived on for the others.
+    wait(lambda: len(got.complete()) >= 2, 20.0, "2 complete sets after the failed publish")
+    assert len(failures) == 1

@@ -22,7 +22,7 @@ from dfocus_capture.calibration import ArrayCalibration, load_calibration
 from dfocus_depth.dataset import subset_burst
 from dfocus_depth.estimator import DepthEstimator
 from dfocus_depth.geometry import DepthRange, middlebury_range
-from dfocus_depth.stereo_baselines import sgbm, sgbm_wls
+from dfocus_depth.stereo_baselines import fill_scanline, sgbm, sgbm_wls
 
 TEST_SEED_BASE = 5_000_000  # disjoint from the training (0..) and validation (900_000..) seeds
 EDGE_BAND_PX = 2
@@ -97,6 +97,21 @@ def edge_band(gt_disp: np.ndarray, jump_px: float = 1.0, band: int = EDGE_BAND_P
     return cv2.dilate(jumps.astype(np.uint8), k).astype(bool)
 
 
+def occluded(gt_disp: np.ndarray, margin_px: float = 1.0) -> np.ndarray:
+    """Left-view pixels the right view does not see: outside its frame (the left border strip), or
+    behind a nearer surface that lands on the same right-view column (a z-buffer per row)."""
+    H, W = gt_disp.shape
+    valid = np.isfinite(gt_disp)
+    d = np.where(valid, gt_disp, -np.inf)
+    target = np.round(np.arange(W)[None, :] - np.where(valid, gt_disp, 0.0)).astype(int)
+    inside = valid & (target >= 0) & (target < W)
+    nearest = np.full((H, W), -np.inf)
+    rows = np.broadcast_to(np.arange(H)[:, None], (H, W))
+    np.maximum.at(nearest, (rows[inside], target[inside]), d[inside])
+    behind = inside & (d < nearest[rows, np.clip(target, 0, W - 1)] - margin_px)
+    return valid & (~inside | behind)
+
+
 def motorcycle_case(calib_dir: Path) -> Case:
     """The real Middlebury pair, read through a Middlebury calib.txt like any user's file."""
     from skimage.data import stereo_motorcycle
@@ -111,7 +126,8 @@ def motorcycle_case(calib_dir: Path) -> Case:
         name="Middlebury Motorcycle (real, 741x500)", burst=burst, left=left, right=right, gt_disp=gt,
         f_px=cal.cameras[0].fx, baseline_m=float(cal.cameras[1].T_ref_cam[0, 3]),
         doffs=float(cal.cameras[0].extra.get("doffs", 0.0)), num_disparities=64,
-        depth_range=middlebury_range(MOTORCYCLE_CALIB), masks={"occlusion edges": edge_band(gt)},
+        depth_range=middlebury_range(MOTORCYCLE_CALIB),
+        masks={"occlusion edges": edge_band(gt), "occluded in the right view": occluded(gt)},
     )
 
 
@@ -207,6 +223,8 @@ def default_methods(estimator: DepthEstimator, multi_view: bool, widths: tuple[i
             methods[f"dfocus CNN (all views{tag})"] = network_method(estimator, False, width)
         methods[f"dfocus CNN (the stereo pair{tag})"] = network_method(estimator, True, width)
     methods["OpenCV StereoSGBM"] = lambda c: sgbm(c.left, c.right, c.num_disparities)
+    methods["OpenCV StereoSGBM, holes filled (scanline background)"] = lambda c: fill_scanline(
+        sgbm(c.left, c.right, c.num_disparities))
     methods["SGBM + WLS (own FGS)"] = lambda c: sgbm_wls(c.left, c.right, c.num_disparities)
     return methods
 

@@ -1,6 +1,7 @@
 """The multi-view depth network (PyTorch): learned features, a plane sweep in inverse depth over the
-calibrated views, per-view visibility weights, a focus-consistency cue, 2D cost aggregation, then
-a fine sweep around the coarse estimate at working resolution and image-guided refinement.
+calibrated views, per-view visibility weights, a focus-consistency cue, semi-global and learned 2D
+cost aggregation, then a fine sweep around the coarse estimate at working resolution and
+image-guided refinement.
 
 Shapes: B batch, S source views, D planes, h x w the working resolution (multiple of 8), the cost
 volume at h/2 x w/2. Inverse depths are metres^-1; `t` is the position in the sweep (0..1).
@@ -13,6 +14,13 @@ Why this shape:
 - The focus cue is physical, not learned: per plane, the thin-lens blur each view should show
   (its circle of confusion at that depth) is correlated across views with the blur it does show
   (local Laplacian energy, warped to the reference). Views focused alike give no cue (zero).
+- Semi-global aggregation (learned penalties, no other weights) gives the U-Net a smoothness prior
+  that does not depend on what the training scenes look like; without it the U-Net alone turned
+  real photographs into blobs (Middlebury EPE 4.5 px).
+- The coarse estimate is a soft arg-max near the best plane only, and pixels the views cannot
+  settle (occluded in every source, or untestable at some depths, as at the border a camera beside
+  the reference never sees) take the background of their matched neighbours (`consistency`):
+  on Middlebury the border strip alone (3 % of the pixels, 27 px off) carried 30 % of the error.
 """
 
 from __future__ import annotations
@@ -21,10 +29,16 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
 from torch import Tensor, nn
 
+from dfocus_depth.consistency import settle
+from dfocus_depth.semi_global import semi_global
+
 NUM_PLANES = 32
 FEAT = 8
 FINE_FEAT = 8
-FINE_STEPS = 7
+FINE_STEPS = 5
+# The coarse estimate is the soft arg-max within this many planes of the best one: over the whole
+# sweep it would land between the peaks of a two-peaked distribution (real photographs).
+LOCAL_WINDOW = 1
 EPS = 1e-6
 
 
@@ -123,11 +137,12 @@ class VisibilityNet(nn.Module):
 
 
 class Aggregator(nn.Module):
-    """2D U-Net over planes-as-channels: matching cost, focus cue, plane support, context -> logits."""
+    """2D U-Net over planes-as-channels: matching cost, semi-global likelihood, focus cue, plane
+    support, context -> logits."""
 
     def __init__(self, planes: int) -> None:
         super().__init__()
-        self.inp = nn.Sequential(_conv(3 * planes + 8, 32, k=1), _conv(32, 32))
+        self.inp = nn.Sequential(_conv(4 * planes + 8, 32, k=1), _conv(32, 32))
         self.d1 = nn.Sequential(_conv(32, 48, stride=2), _conv(48, 48))
         self.d2 = nn.Sequential(_conv(48, 64, stride=2), _conv(64, 64))
         self.u1 = _conv(64 + 48, 48)
@@ -149,7 +164,7 @@ class Refiner(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        cin = 3 + 3 + 8 + FINE_STEPS + 1
+        cin = 3 + 3 + 8 + FINE_STEPS + 2
         self.net = nn.Sequential(
             _conv(cin, 16), _conv(16, 16, dilation=2), _conv(16, 16, dilation=4), _conv(16, 12),
             nn.Conv2d(12, 2, 3, 1, 1),
@@ -175,6 +190,10 @@ class DepthNet(nn.Module):
         # from the first step the estimate follows the views' agreement and training only has to
         # learn smoothing, occlusion and focus handling.
         self.cost_gain = nn.Parameter(torch.tensor(10.0))
+        self.sgm_gain = nn.Parameter(torch.tensor(8.0))
+        # Penalties through softplus (always positive): 0.05 and 0.5 cost units at the start.
+        self.sgm_p1 = nn.Parameter(torch.tensor(-2.97))
+        self.sgm_p2 = nn.Parameter(torch.tensor(-0.43))
 
     def forward(self, ref: Tensor, src: Tensor, A: Tensor, b: Tensor, inv: Tensor, coc: Tensor) -> dict[str, Tensor]:
         """ref [B,3,h,w], src [B,S,3,h,w] RGB 0..1; A [B,S,3,3], b [B,S,3] projection coefficients at
@@ -207,11 +226,23 @@ class DepthNet(nn.Module):
                                   padding_mode="border", align_corners=False).reshape(B, S, D, hh, hw)
         focus = focus_consistency(sharp[:, 0], src_sharp, inside, coc)
 
+        # Semi-global path costs of the (3x3 box-filtered) dissimilarity, relative to each pixel's best.
+        dissimilarity = F.avg_pool2d(1.0 - agg, 3, 1, 1, count_include_pad=False)
+        raw_path = semi_global(dissimilarity, F.softplus(self.sgm_p1), F.softplus(self.sgm_p2))
+        path = raw_path - raw_path.amin(dim=1, keepdim=True)
+
         ctx = fine[:, 0]
-        logits = self.cost_gain * agg + self.aggregate(torch.cat([agg, focus, support / S, F.avg_pool2d(ctx, 2)], 1))
+        unet_in = torch.cat([agg, torch.exp(-path), focus, support / S, F.avg_pool2d(ctx, 2)], 1)
+        logits = self.cost_gain * agg - self.sgm_gain * path + self.aggregate(unet_in)
         prob = torch.softmax(logits, dim=1)
         pos = torch.linspace(0, 1, D, dtype=ref.dtype, device=ref.device).view(1, D, 1, 1)
-        t_half = (prob * pos).sum(dim=1, keepdim=True)
+        best = logits.argmax(dim=1, keepdim=True)
+        window = (torch.arange(D, device=ref.device).view(1, D, 1, 1) - best).abs() <= LOCAL_WINDOW
+        t_half = (torch.softmax(logits.masked_fill(~window, -1e4), dim=1) * pos).sum(dim=1, keepdim=True)
+        # Occluded pixels and those no view can test at every depth (the border strip a camera
+        # beside the reference never sees) take the farther of their nearest matched neighbours.
+        # The path costs, not the logits, are compared across pixels: they are not normalised.
+        t_half, ok = settle(t_half, -raw_path, grid, inside)
         spread_half = torch.sqrt(((pos - t_half) ** 2 * prob).sum(dim=1, keepdim=True) + EPS) * (D - 1)
         peak_half = prob.max(dim=1, keepdim=True).values
 
@@ -231,9 +262,12 @@ class DepthNet(nn.Module):
         fprob = torch.softmax(fagg * self.fine_temperature, dim=1)
         fine_t = (fprob * offsets.view(1, -1, 1, 1)).sum(dim=1, keepdim=True) / (step * FINE_STEPS)
 
-        x = torch.cat([t_coarse, up(peak_half), up(spread_half) / D, normalise_images(ref), ctx, fagg, fine_t], 1)
+        settled = up(ok.to(ref.dtype))
+        x = torch.cat([t_coarse, up(peak_half), up(spread_half) / D, normalise_images(ref), ctx, fagg, fine_t,
+                       settled], 1)
         delta, conf_logit = self.refine(x)
-        t = (t_coarse + step * FINE_STEPS * torch.tanh(delta)).clamp(0, 1)
+        # A filled pixel keeps its fill: no view sees it, so a fine cost around it measures nothing.
+        t = (t_coarse + settled * step * FINE_STEPS * torch.tanh(delta)).clamp(0, 1)
         return {
             "logits": logits,
             "t_coarse": t_coarse,

@@ -43,12 +43,12 @@ CAMERA_COUNT_WEIGHTS = np.array([3, 3, 3, 2, 1, 1, 1]) / 14
 class TrainConfig:
     seed: int = 0
     scenes: int = 200
-    steps: int = 1000
+    steps: int = 1500
     batch: int = 3
     width: int = 160
     height: int = 120
     lr: float = 2e-3
-    threads: int = 1
+    threads: int = 2
     device: str = "auto"
     validation_scenes: int = 6
     out: str = str(WEIGHTS)
@@ -196,7 +196,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None], command: str = "") -> di
     out_path = Path(cfg.out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    torch.save({"state_dict": state, "planes": net.planes, "version": 1}, out_path)
+    torch.save({"state_dict": state, "planes": net.planes, "version": 2}, out_path)
     record: dict[str, object] = {
         "command": command,
         "config": asdict(cfg),

@@ -26,5 +26,11 @@ def test_cnn_beats_sgbm_at_full_coverage(rows: dict[str, dict[str, object]]) -> 
     assert float(cnn["bad2"]) < float(sgbm["bad2"]), rows
 
 
+def test_cnn_beats_sgbm_with_its_holes_filled(rows: dict[str, dict[str, object]]) -> None:
+    filled = rows["OpenCV StereoSGBM, holes filled (scanline background)"]
+    assert filled["coverage"] == 1.0
+    assert float(rows["dfocus CNN (all views)"]["epe_px"]) < float(filled["epe_px"]), rows
+
+
 def test_more_views_help(rows: dict[str, dict[str, object]]) -> None:
     assert float(rows["dfocus CNN (all views)"]["epe_px"]) < float(rows["dfocus CNN (the stereo pair)"]["epe_px"])

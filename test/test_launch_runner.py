@@ -225,3 +225,19 @@ def test_runner_starts_processes_respawns_and_cleans_up(
     # Only files that some other live process still uses may stay.
     in_use = set().union(*(shm_files_of(int(p.name)) for p in Path("/proc").iterdir() if p.name.isdigit()))
     assert leftover <= in_use, f"left behind: {sorted(leftover - in_use)}"
+
+
+def test_cleanup_can_discount_the_exiting_process(tmp_path: Path) -> None:
+    """A port segment only this (exiting) process still maps is kept by a plain cleanup and
+    removed when this process's mappings are discounted."""
+    import mmap
+
+    tracker = ShmTracker(shm=tmp_path)
+    port = tmp_path / "fastdds_port7000"
+    port.write_bytes(b"\0" * 4096)
+    with open(port, "r+b") as f, mmap.mmap(f.fileno(), 4096) as mapped:
+        tracker.observe([os.getpid()])
+        assert tracker.used == {port.name}
+        assert tracker.cleanup() == [] and port.exists()
+        assert tracker.cleanup(exiting=[os.getpid()]) == [port.name] and not port.exists()
+        assert mapped[:1] == b"\0"  # the mapping itself stays valid

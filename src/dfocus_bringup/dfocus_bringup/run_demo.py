@@ -26,6 +26,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from dfocus_bringup.shm_tracker import ShmTracker
 from dfocus_capture.dds import apply_default_profile, config_dirs
 
 LAUNCH_FILE = "dfocus.launch.yaml"
@@ -251,6 +252,9 @@ def run_command(argv: list[str]) -> int:
 
     import rclpy
 
+    # The port segments this process maps can outlive the graph that made them (intermittently seen
+    # after `dfocus run --once`): removed at exit, once no other process maps them.
+    shm = ShmTracker()
     rclpy.init()
     client: DemoClient | None = None
     status = 0
@@ -276,6 +280,7 @@ def run_command(argv: list[str]) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        shm.observe([os.getpid()])
         if client is not None:
             client.close()
         rclpy.try_shutdown()
@@ -286,4 +291,5 @@ def run_command(argv: list[str]) -> int:
             except subprocess.TimeoutExpired:
                 os.killpg(graph.pid, signal.SIGKILL)
                 graph.wait()
+        shm.cleanup(exiting=[os.getpid()])
     return status

@@ -92,14 +92,18 @@ class ShmTracker:
                 os.close(fd)
         return found
 
-    def cleanup(self) -> list[str]:
-        """Remove the files our processes created and nobody uses any more; returns their names."""
+    def cleanup(self, exiting: Iterable[int] = ()) -> list[str]:
+        """Remove the files our processes created and nobody uses any more; returns their names.
+        `exiting`: processes whose mappings do not count (this one, about to exit: Fast DDS keeps
+        port segments mapped in static caches after its participants are gone)."""
         candidates = ((self.used - self.before) | self.orphans()) & self.listing()
         if not candidates:
             return []
+        skip = set(exiting)
         in_use: set[str] = set()
         for pid in _all_pids():
-            in_use |= shm_files_of(pid, self.shm)
+            if pid not in skip:
+                in_use |= shm_files_of(pid, self.shm)
         removed = []
         for name in sorted(candidates - in_use):
             try:

@@ -241,3 +241,17 @@ def test_cleanup_can_discount_the_exiting_process(tmp_path: Path) -> None:
         assert tracker.cleanup() == [] and port.exists()
         assert tracker.cleanup(exiting=[os.getpid()]) == [port.name] and not port.exists()
         assert mapped[:1] == b"\0"  # the mapping itself stays valid
+
+
+def test_a_stale_mapping_of_a_reused_port_name_does_not_keep_the_new_file(tmp_path: Path) -> None:
+    import mmap
+
+    tracker = ShmTracker(shm=tmp_path)
+    port = tmp_path / "fastdds_port7001"
+    port.write_bytes(b"\0" * 4096)
+    with open(port, "r+b") as f, mmap.mmap(f.fileno(), 4096):
+        tracker.observe([os.getpid()])
+        port.unlink()  # an earlier cleanup; the port number is then taken again by a new process
+        port.write_bytes(b"\0" * 4096)
+        assert port.name in shm_files_of(os.getpid(), tmp_path)  # the stale mapping, by name
+        assert tracker.cleanup() == [port.name] and not port.exists()

@@ -25,14 +25,16 @@ def _is_dds(name: str) -> bool:
     return name.startswith(PREFIXES)
 
 
-def shm_files_of(pid: int, shm: Path = SHM) -> set[str]:
-    """DDS files under `shm` that process `pid` maps or holds open (empty if it is gone)."""
+def shm_files_of(pid: int, shm: Path = SHM, deleted: bool = True) -> set[str]:
+    """DDS files under `shm` that process `pid` maps or holds open (empty if it is gone).
+    deleted=False leaves out mappings of unlinked files: a port number is reused, and a stale
+    mapping of the old file does not make the new file of that name in use."""
     names: set[str] = set()
     prefix = str(shm) + "/"
     try:
         for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
             path = line.split(maxsplit=5)[-1] if line.count(" ") >= 5 else ""
-            if path.startswith(prefix):
+            if path.startswith(prefix) and (deleted or not path.endswith(" (deleted)")):
                 names.add(path[len(prefix):].removesuffix(" (deleted)"))
     except OSError:
         pass
@@ -42,8 +44,8 @@ def shm_files_of(pid: int, shm: Path = SHM) -> set[str]:
                 target = str(fd.readlink())
             except OSError:
                 continue
-            if target.startswith(prefix):
-                names.add(target[len(prefix):])
+            if target.startswith(prefix) and (deleted or not target.endswith(" (deleted)")):
+                names.add(target[len(prefix):].removesuffix(" (deleted)"))
     except OSError:
         pass
     return {n for n in names if _is_dds(n)}
@@ -103,7 +105,7 @@ class ShmTracker:
         in_use: set[str] = set()
         for pid in _all_pids():
             if pid not in skip:
-                in_use |= shm_files_of(pid, self.shm)
+                in_use |= shm_files_of(pid, self.shm, deleted=False)
         removed = []
         for name in sorted(candidates - in_use):
             try:

@@ -157,6 +157,9 @@ def _action_checks(driver: Driver, proc: Any, wait: Any) -> None:
     # Sequence 8 has no depth yet: its goal waits, and can be canceled while waiting.
     case_b = make_case(seed=6, width=240, stamp_ns=STAMP_B, sequence_id=8)
     driver.seq_pub.publish(burst_to_msg(case_b.burst))
+    # The goal travels apart from the sequence and can overtake it ("not in the cache"): wait
+    # until the node lists sequence 8.
+    wait(lambda: 8 in getattr(driver.list_sequences(), "sequence_ids", []), 10.0, "sequence 8 in the cache")
     handle, feedback = driver.send(driver.goal(1.0, 0.0, 0.0, sequence_id=8), wait)
     wait(lambda: any(f.stage == "waiting for depth" for f in feedback), 5.0, "waiting-for-depth feedback")
     cancel = handle.cancel_goal_async()

@@ -22,9 +22,8 @@ from dfocus_capture.sim.scene import Scene
 from dfocus_capture.sim.sensor import (
     SensorNoise,
     decode_srgb8,
+    develop,
     encode_srgb8,
-    expose,
-    sensor_gain,
 )
 
 NEAR_CLIP_M = 0.02
@@ -310,15 +309,9 @@ class ThinLensRenderer:
         """The camera's image at its pose (cam.T_ref_cam in the scene frame), defocused for
         focus_m / f_number (default: the camera's own), with sensor noise when `noise` is given."""
         d = self.defocus(cam, focus_m=focus_m, f_number=f_number)
-        lin = cv2.merge(list(d.planes))
-        if noise is None:
-            image = encode_srgb8(lin)
-        else:
-            gain = sensor_gain(cam.name, cam.width, cam.height, cam.cx, cam.cy, noise)
-            image = expose(lin, noise, gain, rng if rng is not None else np.random.default_rng())
         pin = d.pinhole
         return View(
-            image=image,
+            image=develop(cv2.merge(list(d.planes)), cam, noise, rng),
             depth=pin.depth,
             all_in_focus=pin.srgb,
             coc_px=np.abs(d.coc_signed),

@@ -15,6 +15,8 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from dfocus_capture.calibration import CameraModel
+
 _ENCODE_STEPS = 16384
 
 
@@ -145,3 +147,13 @@ def expose(lin: np.ndarray, noise: SensorNoise, gain: np.ndarray, rng: np.random
     # Rounded and saturated to uint16 in one pass; indices past white map to 255.
     index = cv2.addWeighted(steps, 1.0, steps, 0.0, 0.0, dtype=cv2.CV_16U)
     return np.take(_index_lut(), np.asarray(index, np.uint16))
+
+
+def develop(lin: np.ndarray, cam: CameraModel, noise: SensorNoise | None,
+            rng: np.random.Generator | None) -> np.ndarray:
+    """Camera `cam`'s 8-bit sRGB image from its linear radiance (H x W x 3): encoded as it is, or
+    through the sensor model (its vignetting, shot and read noise) when `noise` is given."""
+    if noise is None:
+        return encode_srgb8(lin)
+    gain = sensor_gain(cam.name, cam.width, cam.height, cam.cx, cam.cy, noise)
+    return expose(lin, noise, gain, rng if rng is not None else np.random.default_rng())

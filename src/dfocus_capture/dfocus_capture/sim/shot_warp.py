@@ -27,7 +27,7 @@ import numpy as np
 
 from dfocus_capture.calibration import CameraModel
 from dfocus_capture.sim.render import ThinLensRenderer
-from dfocus_capture.sim.sensor import SensorNoise, encode_srgb8, expose, sensor_gain
+from dfocus_capture.sim.sensor import SensorNoise, develop
 
 MARGIN_PX = 24  # keyframe border beyond the field of view: bounds the warp (about 3 mm at 0.3 m)
 
@@ -114,7 +114,4 @@ class ShotRenderer:
 
     def render(self, cam: CameraModel, noise: SensorNoise | None, rng: np.random.Generator) -> np.ndarray:
         """The camera's 8-bit sRGB image (H x W x 3) at its pose, with fresh sensor noise."""
-        lin = self.linear(cam)
-        if noise is None:
-            return encode_srgb8(lin)
-        return expose(lin, noise, sensor_gain(cam.name, cam.width, cam.height, cam.cx, cam.cy, noise), rng)
+        return develop(self.linear(cam), cam, noise, rng)

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import torch
+
+from dfocus_depth.consistency import fill_background
 
 SGBM_BLOCK = 5
 WLS_LAMBDA = 8000.0
@@ -93,15 +96,9 @@ def sgbm_wls(left: np.ndarray, right: np.ndarray, num_disparities: int = 64) -> 
 
 def fill_scanline(disp: np.ndarray) -> np.ndarray:
     """SGBM's holes filled the Middlebury way: each invalid pixel takes the lower disparity (the
-    background) of the nearest valid pixels to its left and right on its row; rows with no valid
-    pixel stay NaN. Puts SGBM at 100 % coverage beside the dense methods."""
-    H, W = disp.shape
-    ok = np.isfinite(disp)
-    idx = np.broadcast_to(np.arange(W), (H, W))
-    left = np.maximum.accumulate(np.where(ok, idx, -1), axis=1)
-    right = np.minimum.accumulate(np.where(ok, idx, W)[:, ::-1], axis=1)[:, ::-1]
-    rows = np.arange(H)[:, None]
-    from_left = np.where(left >= 0, disp[rows, np.clip(left, 0, W - 1)], np.inf)
-    from_right = np.where(right < W, disp[rows, np.clip(right, 0, W - 1)], np.inf)
-    filled = np.minimum(from_left, from_right)
-    return np.where(ok, disp, np.where(np.isfinite(filled), filled, np.nan)).astype(np.float32)
+    background) of the nearest valid pixels to its left and right on its row (the network's own
+    `consistency.fill_background`); rows with no valid pixel stay NaN. Puts SGBM at 100 % coverage
+    beside the dense methods."""
+    value = torch.from_numpy(np.ascontiguousarray(disp, np.float32))[None, None]
+    filled = fill_background(value, torch.isfinite(value), torch.tensor([True]))
+    return filled[0, 0].numpy()

@@ -178,10 +178,11 @@ class CameraArrayNode(Node):
             next_t = max(next_t + 1.0 / rate, time.monotonic())
             try:
                 self._free_run()
-            except Exception:
+            except Exception as exc:  # noqa: BLE001 - one failed frame must not end free-running
                 if not self.context.ok():  # Ctrl-C shut the context down mid-frame: just stop
                     return
-                raise
+                self.get_logger().error(f"free-running frame failed: {type(exc).__name__}: {exc}",
+                                        throttle_duration_sec=2.0)
 
     def _on_stage(self, msg: ActuatorState) -> None:
         assert self._stage is not None

@@ -144,3 +144,28 @@ def test_a_failed_publish_is_logged_and_later_sets_still_arrive(rclpy_context, s
     # The first set lost camera 1 to the failed publish; the delivery thread lived on for the others.
     wait(lambda: len(got.complete()) >= 2, 20.0, "2 complete sets after the failed publish")
     assert len(failures) == 1
+
+
+def test_a_failed_free_running_frame_is_logged_and_free_running_goes_on(rclpy_context, spin, wait) -> None:
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from dfocus_capture.camera_array_node import CameraArrayNode
+
+    overrides = [Parameter("width", value=160), Parameter("height", value=120), Parameter("noise", value=False),
+                 Parameter("rate_hz", value=5.0), Parameter("follow_actuators", value=False)]
+    cam = CameraArrayNode(context=rclpy_context, namespace="/test", parameter_overrides=overrides)
+    real_expose, failures = cam.driver.expose, []
+
+    def expose_failing_once(*args: Any, **kwargs: Any) -> Any:
+        if not failures:
+            failures.append(1)
+            raise RuntimeError("sensor readout broke")  # not a DriverError: an unexpected failure
+        return real_expose(*args, **kwargs)
+
+    cam.driver.expose = expose_failing_once  # type: ignore[method-assign]
+    node = rclpy.create_node("listener", namespace="/test", context=rclpy_context)
+    got = Collector(node)
+    spin(cam, node)
+    wait(lambda: len(got.complete()) >= 2, 30.0, "2 complete free-running sets after the failed frame")
+    assert failures == [1]

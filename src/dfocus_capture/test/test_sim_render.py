@@ -188,3 +188,38 @@ def test_camera_model_coc_matches_thin_lens_formula() -> None:
     s, z = 0.8, 2.5
     expected = (f / cam.f_number) * abs(z - s) / z * f / (s - f) / (cam.pixel_size_um * 1e-6)
     assert float(cam.coc_px(z, s)) == pytest.approx(expected)
+
+
+def test_photo_texture_wraps_seamlessly_and_keeps_the_photographs_detail() -> None:
+    from dfocus_capture.sim.textures import photo_texture
+
+    rng = np.random.default_rng(3)
+    photo = (rng.random((300, 420, 3)) * 255).astype(np.uint8)
+    tile = photo_texture([photo], rng, 128)
+    assert tile.shape == (128, 128, 3) and tile.dtype == np.uint8
+    t = tile.astype(np.float32)
+    # Mirrored both ways: the tile's opposite edges meet like neighbouring texels.
+    seam = np.abs(t[:, 0] - t[:, -1]).mean() + np.abs(t[0] - t[-1]).mean()
+    inner = np.abs(np.diff(t, axis=1)).mean() + np.abs(np.diff(t, axis=0)).mean()
+    assert seam < inner
+    assert t.std() > 10  # the photograph's detail, not a flat tile
+    with pytest.raises(ValueError, match="at least one photograph"):
+        photo_texture([], rng, 64)
+
+
+def test_scenes_cut_textures_from_photographs_only_when_given_some() -> None:
+    from dfocus_capture.sim.textures import photo_texture
+
+    rng = np.random.default_rng(0)
+    photos = [np.full((64, 64, 3), 0, np.uint8), np.full((64, 64), 255, np.uint8)]  # recognisable: flat
+    plain, with_photos = random_scene(11), random_scene(11, photos=photos)
+    def uniform(tile: np.ndarray) -> bool:  # per channel: a photograph's colour balance is random
+        return float(tile.reshape(-1, 3).std(axis=0).max()) < 1.0
+
+    assert uniform(photo_texture(photos, rng, 32))
+
+    def flat(scene: Scene) -> int:
+        return sum(1 for s in scene.surfaces if not s.textureless and uniform(s.mips[0]))
+    assert flat(plain) == 0 and flat(with_photos) > 0
+    again = random_scene(11)
+    assert all(np.array_equal(a.mips[0], b.mips[0]) for a, b in zip(plain.surfaces, again.surfaces, strict=True))

@@ -100,9 +100,11 @@ def train_command(argv: list[str]) -> int:
     p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads")
     p.add_argument("--device", default=d.device, choices=["auto", "cpu", "cuda"])
     p.add_argument("--out", default=d.out, help="weights file (a JSON record is written next to it)")
+    p.add_argument("--no-photo-textures", dest="photo_textures", action="store_false",
+                   help="procedural textures only (by default half the surfaces are cut from sample photographs)")
     a = p.parse_args(argv)
     cfg = TrainConfig(seed=a.seed, scenes=a.scenes, steps=a.steps, batch=a.batch, width=a.width, height=a.height,
-                      lr=a.lr, threads=a.threads, device=a.device, out=a.out)
+                      lr=a.lr, threads=a.threads, device=a.device, out=a.out, photo_textures=a.photo_textures)
 
     def log(msg: str) -> None:
         sys.stdout.write(msg + "\n")

@@ -29,10 +29,10 @@ def consistent(score: Tensor, grid: Tensor, inside: Tensor, tolerance: int = 1) 
     S = inside.shape[1]
     n = h * w
     g = grid.reshape(B, S, D, n, 2)
-    col = ((g[..., 0] + 1) * (w * 0.5) - 0.5).round_().clamp_(0, w - 1)
-    row = ((g[..., 1] + 1) * (h * 0.5) - 0.5).round_().clamp_(0, h - 1)
+    col = g[..., 0].mul(w * 0.5).add_(w * 0.5 - 0.5).round_().clamp_(0, w - 1)
+    row = g[..., 1].mul(h * 0.5).add_(h * 0.5 - 0.5).round_().clamp_(0, h - 1)
     # The source pixel each (plane, reference pixel) lands on; outside a source: a spare slot n.
-    target = torch.where(inside.reshape(B, S, D, n), row.mul_(w).add_(col), float(n)).long()
+    target = row.mul_(w).add_(col).masked_fill_(~inside.reshape(B, S, D, n), float(n)).long()
     # One scatter finds each source pixel's best plane: the key orders by score, its remainder
     # modulo D is the plane.
     planes = torch.arange(D, device=score.device).view(1, D, 1)

@@ -8,6 +8,7 @@ render serves several array configurations.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -16,6 +17,10 @@ from dfocus_capture.burst import Burst, BurstFrame
 from dfocus_capture.calibration import ArrayCalibration, CameraModel
 
 LAYOUTS = ("line", "cross", "grid", "ring", "scatter")
+# scikit-image's bundled sample photographs (no download) that training scenes may cut textures
+# from. The Middlebury Motorcycle pair, the real-data test case, is not among them.
+PHOTOGRAPHS = ("astronaut", "brick", "camera", "chelsea", "coffee", "coins", "grass", "gravel", "moon", "page",
+               "rocket", "text", "hubble_deep_field", "immunohistochemistry", "retina")
 MAX_CAMERAS = 8
 
 
@@ -90,7 +95,13 @@ def array_motion(rng: np.random.Generator, hand_held: bool) -> np.ndarray:
     return T
 
 
-def render_sample(seed: int, width: int, height: int) -> SimSample:
+def training_photographs() -> tuple[np.ndarray, ...]:
+    import skimage.data
+
+    return tuple(np.asarray(getattr(skimage.data, name)()) for name in PHOTOGRAPHS)
+
+
+def render_sample(seed: int, width: int, height: int, photos: Sequence[np.ndarray] = ()) -> SimSample:
     """One random array and scene from the simulator: every camera, one or two shots.
 
     Later shots move the whole array a little (actuators / hand) and, in focus-bracket mode, refocus
@@ -101,7 +112,7 @@ def render_sample(seed: int, width: int, height: int) -> SimSample:
     rng = np.random.default_rng(seed)
     cal = random_calibration(rng, width, height)
     near = rng.uniform(0.3, 1.0)
-    renderer = ThinLensRenderer(random_scene(seed, near_m=near, far_m=near * rng.uniform(4, 20)))
+    renderer = ThinLensRenderer(random_scene(seed, near_m=near, far_m=near * rng.uniform(4, 20), photos=photos))
     noise = SensorNoise(gain=float(rng.uniform(1, 8)), exposure=float(rng.uniform(0.6, 1.4)))
     shots = int(rng.integers(1, 3))
     bracket = bool(rng.random() < 0.3)

@@ -25,6 +25,8 @@ Why this shape:
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
 from torch import Tensor, nn
@@ -35,7 +37,7 @@ from dfocus_depth.semi_global import semi_global
 NUM_PLANES = 32
 FEAT = 8
 FINE_FEAT = 8
-FINE_STEPS = 5
+FINE_STEPS = 3
 # The coarse estimate is the soft arg-max within this many planes of the best one: over the whole
 # sweep it would land between the peaks of a two-peaked distribution (real photographs).
 LOCAL_WINDOW = 1
@@ -59,7 +61,7 @@ class FeatureNet(nn.Module):
 
     def forward(self, img: Tensor) -> tuple[Tensor, Tensor]:
         """L2-normalised matching features at half resolution, and at full resolution."""
-        full = self.full(img)
+        full = self.full(img.contiguous(memory_format=torch.channels_last))
         half = self.down(F.leaky_relu(full, 0.1))
         return unit(self.match(half)), unit(full)
 
@@ -71,8 +73,7 @@ def unit(x: Tensor) -> Tensor:
 
 def normalise_images(img: Tensor) -> Tensor:
     """Per-image zero mean / unit contrast, so exposure and gain differences between views vanish."""
-    mean = img.mean(dim=(-3, -2, -1), keepdim=True)
-    std = img.std(dim=(-3, -2, -1), keepdim=True)
+    std, mean = torch.std_mean(img, dim=(-3, -2, -1), keepdim=True)
     return (img - mean) / (std + 0.02)
 
 
@@ -101,21 +102,23 @@ def sweep_grid(A: Tensor, b: Tensor, inv: Tensor) -> tuple[Tensor, Tensor]:
     """
     B, S = A.shape[:2]
     P, h, w = inv.shape[1:]
+    # Fold grid_sample's normalisation g = (u + 0.5) * 2 / size - 1 into the projection, so each
+    # coordinate is one multiply-add and a division.
+    N = torch.tensor([[2.0 / w, 0.0, 1.0 / w - 1.0], [0.0, 2.0 / h, 1.0 / h - 1.0], [0.0, 0.0, 1.0]],
+                     dtype=A.dtype, device=A.device)
+    An, bn = N @ A, (N @ b.unsqueeze(-1)).squeeze(-1)
     ys, xs = torch.meshgrid(
         torch.arange(h, dtype=A.dtype, device=A.device), torch.arange(w, dtype=A.dtype, device=A.device), indexing="ij"
     )
     pix = torch.stack([xs, ys, torch.ones_like(xs)], dim=0).reshape(3, h * w)
-    rot = (A @ pix).unsqueeze(3)  # B,S,3,1,hw
+    rot = (An @ pix).unsqueeze(3)  # B,S,3,1,hw
     inv_f = inv.reshape(B, 1, P, h * w)
-    z = torch.addcmul(rot[:, :, 2], b[:, :, 2, None, None], inv_f)  # B,S,P,hw
+    z = torch.addcmul(rot[:, :, 2], bn[:, :, 2, None, None], inv_f)  # B,S,P,hw
     zs = z.clamp(min=EPS)
-    # Straight to grid_sample's normalised coordinates: g = (u + 0.5) * 2 / w - 1.
-    grid = torch.empty(B, S, P, h * w, 2, dtype=A.dtype, device=A.device)
-    for k, size in ((0, w), (1, h)):
-        coord = torch.addcmul(rot[:, :, k], b[:, :, k, None, None], inv_f).div_(zs)
-        grid[..., k] = coord.add_(0.5).mul_(2.0 / size).sub_(1.0)
-    inside = (z > EPS) & (grid.abs() < 1).all(dim=-1)
-    return grid.clamp_(-2, 2).reshape(B * S, P * h, w, 2), inside.reshape(B, S, P, h, w)
+    gx, gy = (torch.addcmul(rot[:, :, k], bn[:, :, k, None, None], inv_f).div_(zs) for k in (0, 1))
+    inside = (z > EPS) & (gx.abs() < 1) & (gy.abs() < 1)
+    grid = torch.stack([gx.clamp_(-2, 2), gy.clamp_(-2, 2)], dim=-1)
+    return grid.reshape(B * S, P * h, w, 2), inside.reshape(B, S, P, h, w)
 
 
 class VisibilityNet(nn.Module):
@@ -127,13 +130,15 @@ class VisibilityNet(nn.Module):
 
     def forward(self, cost: Tensor, inside: Tensor) -> Tensor:
         # cost, inside: [N, D, h, w]
-        frac = inside.float().mean(dim=1, keepdim=True)
-        peak = cost.max(dim=1, keepdim=True).values
-        mean = cost.sum(dim=1, keepdim=True) / (inside.float().sum(dim=1, keepdim=True) + 1)
+        D = cost.shape[1]
+        seen = inside.sum(dim=1, keepdim=True, dtype=cost.dtype)
+        frac = seen / D
+        peak = cost.amax(dim=1, keepdim=True)
+        mean = cost.sum(dim=1, keepdim=True) / (seen + 1)
         prob = torch.softmax(cost * 10, dim=1)
-        entropy = -(prob * torch.log(prob + EPS)).sum(dim=1, keepdim=True) / torch.log(
-            torch.tensor(float(cost.shape[1]), device=cost.device))
-        return torch.sigmoid(self.net(torch.cat([peak, mean, entropy, frac], dim=1)))
+        entropy = -(prob * torch.log(prob + EPS)).sum(dim=1, keepdim=True) / math.log(D)
+        x = torch.cat([peak, mean, entropy, frac], dim=1).contiguous(memory_format=torch.channels_last)
+        return torch.sigmoid(self.net(x))
 
 
 class Aggregator(nn.Module):
@@ -150,7 +155,7 @@ class Aggregator(nn.Module):
         self.out = nn.Conv2d(32, planes, 3, 1, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        x0 = self.inp(x)
+        x0 = self.inp(x.contiguous(memory_format=torch.channels_last))
         x1 = self.d1(x0)
         x2 = self.d2(x1)
         y1 = self.u1(torch.cat([F.interpolate(x2, size=x1.shape[-2:], mode="bilinear", align_corners=False), x1], 1))
@@ -171,7 +176,7 @@ class Refiner(nn.Module):
         )
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        out = self.net(x)
+        out = self.net(x.contiguous(memory_format=torch.channels_last))
         return out[:, :1], out[:, 1:2]
 
 
@@ -194,6 +199,9 @@ class DepthNet(nn.Module):
         # Penalties through softplus (always positive): 0.05 and 0.5 cost units at the start.
         self.sgm_p1 = nn.Parameter(torch.tensor(-2.97))
         self.sgm_p2 = nn.Parameter(torch.tensor(-0.43))
+        # Channels-last convolutions (weights here, inputs in each block) run 1.3-2.3x faster on
+        # this CPU's oneDNN than the default layout.
+        self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # (missing from the stubs)
 
     def forward(self, ref: Tensor, src: Tensor, A: Tensor, b: Tensor, inv: Tensor, coc: Tensor) -> dict[str, Tensor]:
         """ref [B,3,h,w], src [B,S,3,h,w] RGB 0..1; A [B,S,3,3], b [B,S,3] projection coefficients at
@@ -215,16 +223,16 @@ class DepthNet(nn.Module):
         # Coarse sweep at half resolution over the D planes.
         Ah, bh = half_resolution(A, b)
         grid, inside = sweep_grid(Ah, bh, inv[:, :, None, None].expand(B, D, hh, hw))
-        cost = correlate(feat[:, 1:], feat[:, 0], grid, inside)  # B,S,D,hh,hw cosine similarity
+        # One warp for the sources' features and sharpness (the cue masks out-of-frame samples).
+        warped = warp(torch.cat([feat[:, 1:], sharp[:, 1:]], dim=2), grid, D)
+        cost = correlate(warped[:, :, :FEAT], feat[:, 0], inside)  # B,S,D,hh,hw cosine similarity
         vis = self.visibility(cost.reshape(B * S, D, hh, hw), inside.reshape(B * S, D, hh, hw))
         vis = vis.reshape(B, S, 1, hh, hw)
         weight = vis * inside
         support = weight.sum(dim=1)
         agg = (cost * weight).sum(dim=1) / (support + 1e-3)
 
-        src_sharp = F.grid_sample(sharp[:, 1:].reshape(B * S, 1, hh, hw), grid, mode="bilinear",
-                                  padding_mode="border", align_corners=False).reshape(B, S, D, hh, hw)
-        focus = focus_consistency(sharp[:, 0], src_sharp, inside, coc)
+        focus = focus_consistency(sharp[:, 0], warped[:, :, FEAT], inside, coc)
 
         # Semi-global path costs of the (3x3 box-filtered) dissimilarity, relative to each pixel's best.
         dissimilarity = F.avg_pool2d(1.0 - agg, 3, 1, 1, count_include_pad=False)
@@ -256,7 +264,7 @@ class DepthNet(nn.Module):
         offsets = (torch.arange(FINE_STEPS, dtype=ref.dtype, device=ref.device) - FINE_STEPS // 2) * step
         t_hyp = t_coarse.detach() + offsets.view(1, -1, 1, 1)  # B,K,h,w
         grid_f, inside_f = sweep_grid(A, b, lo + t_hyp * (hi - lo))
-        fcost = correlate(fine[:, 1:], fine[:, 0], grid_f, inside_f)  # B,S,K,h,w
+        fcost = correlate(warp(fine[:, 1:], grid_f, FINE_STEPS), fine[:, 0], inside_f)  # B,S,K,h,w
         fweight = up(vis.reshape(B, S, hh, hw)).unsqueeze(2) * inside_f
         fagg = (fcost * fweight).sum(dim=1) / (fweight.sum(dim=1) + 1e-3)
         fprob = torch.softmax(fagg * self.fine_temperature, dim=1)
@@ -278,16 +286,22 @@ class DepthNet(nn.Module):
         }
 
 
-def correlate(src_feat: Tensor, ref_feat: Tensor, grid: Tensor, inside: Tensor) -> Tensor:
-    """Cosine similarity of the reference features with each source warped by `grid`:
-    src_feat [B,S,C,h',w'], ref_feat [B,C,h,w], grid [B*S,P*h,w,2] -> [B,S,P,h,w] (0 outside)."""
-    B, S, C = src_feat.shape[:3]
-    P, h, w = inside.shape[2:]
-    warped = F.grid_sample(src_feat.reshape(B * S, C, *src_feat.shape[-2:]), grid, mode="bilinear",
-                           padding_mode="zeros", align_corners=False).reshape(B, S, C, P, h, w)
+def warp(src: Tensor, grid: Tensor, planes: int) -> Tensor:
+    """Each source's maps src [B,S,C,h',w'] sampled bilinearly at the sweep's grid [B*S,P*h,w,2]:
+    [B,S,C,P,h,w], zero outside the frame."""
+    B, S, C = src.shape[:3]
+    # Channels-last input: the channels of one sample point are contiguous (a tenth faster here).
+    x = src.reshape(B * S, C, *src.shape[-2:]).contiguous(memory_format=torch.channels_last)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return out.reshape(B, S, C, planes, grid.shape[1] // planes, grid.shape[2])
+
+
+def correlate(warped: Tensor, ref_feat: Tensor, inside: Tensor) -> Tensor:
+    """Cosine similarity of the reference features ref_feat [B,C,h,w] with the warped source
+    features [B,S,C,P,h,w] (`warp`) -> [B,S,P,h,w], 0 outside."""
     ref = ref_feat[:, None, :, None]  # B,1,C,1,h,w
     cost = warped[:, :, 0] * ref[:, :, 0]
-    for c in range(1, C):  # channel by channel: far less memory traffic than a broadcast sum
+    for c in range(1, warped.shape[2]):  # channel by channel: far less memory traffic than a broadcast sum
         cost.addcmul_(warped[:, :, c], ref[:, :, c])
     return cost * inside
 
@@ -295,14 +309,21 @@ def correlate(src_feat: Tensor, ref_feat: Tensor, grid: Tensor, inside: Tensor) 
 def focus_consistency(ref_sharp: Tensor, src_sharp: Tensor, inside: Tensor, coc: Tensor) -> Tensor:
     """Per plane, the correlation across views between observed sharpness and the sharpness the
     thin-lens model predicts at that depth (-log(1 + CoC)). [B,D,h,w] in -1..1; 0 when the views'
-    blur cannot differ (all focused alike) or fewer than two views see the point."""
-    B, S, D, h, w = src_sharp.shape
-    x = torch.cat([ref_sharp.unsqueeze(1).expand(B, 1, D, h, w), src_sharp], dim=1)
-    m = torch.cat([torch.ones_like(inside[:, :1]), inside], dim=1).to(x.dtype)
-    y = (-torch.log1p(coc))[:, :, :, None, None].expand_as(x)
-    n = m.sum(dim=1, keepdim=True).clamp(min=1)
-    xm = (x * m).sum(dim=1, keepdim=True) / n
-    ym = (y * m).sum(dim=1, keepdim=True) / n
-    xc, yc = (x - xm) * m, (y - ym) * m
-    cov = (xc * yc).sum(dim=1)
-    return cov / torch.sqrt((xc**2).sum(dim=1) * (yc**2).sum(dim=1) + 1e-4)
+    blur cannot differ (all focused alike) or fewer than two views see the point.
+
+    ref_sharp [B,1,h,w], src_sharp [B,S,D,h,w], inside [B,S,D,h,w], coc [B,S+1,D]. The reference
+    always counts. Moments are taken relative to the reference's sharpness and to the views' mean
+    prediction (a correlation ignores such shifts), which keeps the one-pass sums well conditioned.
+    """
+    m = inside.to(src_sharp.dtype)
+    y = -torch.log1p(coc)
+    y = y - y.mean(dim=1, keepdim=True)
+    y_ref, y_src = y[:, 0, :, None, None], y[:, 1:, :, None, None]  # B,D,1,1 and B,S,D,1,1
+    x = (src_sharp - ref_sharp.unsqueeze(1)).mul_(m)  # the reference's own x is 0
+    n = m.sum(dim=1) + 1
+    sx = x.sum(dim=1)
+    sy = (m * y_src).sum(dim=1) + y_ref
+    cov = (x * y_src).sum(dim=1) - sx * sy / n
+    var_x = (x * x).sum(dim=1) - sx * sx / n
+    var_y = (m * (y_src * y_src)).sum(dim=1) + y_ref * y_ref - sy * sy / n
+    return cov / torch.sqrt(var_x.clamp(min=0) * var_y.clamp(min=0) + 1e-4)

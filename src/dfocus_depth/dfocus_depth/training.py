@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
 
-from dfocus_depth.dataset import SimSample, random_subset, render_sample
+from dfocus_depth.dataset import PHOTOGRAPHS, SimSample, random_subset, render_sample, training_photographs
 from dfocus_depth.estimator import WEIGHTS, pick_device
 from dfocus_depth.geometry import (
     DEFAULT_MAX_DISPARITY_FRACTION,
@@ -53,6 +53,7 @@ class TrainConfig:
     validation_scenes: int = 6
     out: str = str(WEIGHTS)
     log_every: int = 50
+    photo_textures: bool = True
 
 
 def training_range(views: WorkingViews, gt: np.ndarray, rng: np.random.Generator) -> DepthRange:
@@ -119,11 +120,12 @@ def depth_loss(out: dict[str, torch.Tensor], t_gt: torch.Tensor, px_per_t: torch
 
 def render_set(base: int, count: int, cfg: TrainConfig, log: Callable[[str], None], what: str) -> list[SimSample]:
     samples: list[SimSample] = []
+    photos = training_photographs() if cfg.photo_textures else ()
     start = time.perf_counter()
     seed = base + cfg.seed * 10_000
     while len(samples) < count:
         try:
-            samples.append(render_sample(seed, cfg.width, cfg.height))
+            samples.append(render_sample(seed, cfg.width, cfg.height, photos))
         except ValueError as exc:  # a scene the simulator refuses to build: skip its seed
             log(f"{what}: seed {seed} skipped ({exc})")
         seed += 1
@@ -204,6 +206,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None], command: str = "") -> di
             "generator": "dfocus_depth.dataset.render_sample: dfocus_capture.sim random_scene + ThinLensRenderer",
             "train_seeds": _seed_span(train_set),
             "validation_seeds": _seed_span(val_set),
+            "photographs": list(PHOTOGRAPHS) if cfg.photo_textures else [],
             "resolution": [cfg.width, cfg.height],
             "cameras_per_scene": 8,
         },

@@ -20,24 +20,25 @@ def joint_bilateral_upsample(maps: np.ndarray, guide_lo: np.ndarray, guide_hi: n
     H, W = guide_hi.shape[:2]
     if (H, W) == (h, w):
         return maps.astype(np.float32)
-    src = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32)).reshape(C, h * w)
-    glo = torch.from_numpy(np.ascontiguousarray(guide_lo, dtype=np.float32)).reshape(h * w, 3)
-    ghi = torch.from_numpy(np.ascontiguousarray(guide_hi, dtype=np.float32))
+    src = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))
+    glo = torch.from_numpy(np.ascontiguousarray(guide_lo, dtype=np.float32)).permute(2, 0, 1)
+    ghi = torch.from_numpy(np.ascontiguousarray(guide_hi, dtype=np.float32)).permute(2, 0, 1).contiguous()
     # low-resolution coordinates of full-resolution pixel centres
     yl = (torch.arange(H, dtype=torch.float32) + 0.5) * (h / H) - 0.5
     xl = (torch.arange(W, dtype=torch.float32) + 0.5) * (w / W) - 0.5
     yc, xc = torch.round(yl).long(), torch.round(xl).long()
     acc = torch.zeros(C, H, W)
     wsum = torch.zeros(H, W)
-    for dy in (-1, 0, 1):
-        yn = (yc + dy).clamp(0, h - 1)
-        wy = torch.exp(-((yn.float() - yl) ** 2) / (2 * SIGMA_SPACE**2))
-        for dx in (-1, 0, 1):
-            xn = (xc + dx).clamp(0, w - 1)
-            wx = torch.exp(-((xn.float() - xl) ** 2) / (2 * SIGMA_SPACE**2))
-            idx = (yn[:, None] * w + xn[None, :]).reshape(-1)
-            diff = ((glo[idx].reshape(H, W, 3) - ghi) ** 2).sum(dim=-1)
-            wgt = wy[:, None] * wx[None, :] * torch.exp(-diff / (2 * SIGMA_RANGE**2)) + 1e-8
-            acc += src[:, idx].reshape(C, H, W) * wgt
+    for dx in (-1, 0, 1):
+        xn = (xc + dx).clamp(0, w - 1)
+        wx = torch.exp(-((xn.float() - xl) ** 2) / (2 * SIGMA_SPACE**2))
+        # Columns first, at low-resolution height (small), then whole rows (contiguous copies).
+        src_cols, glo_cols = src.index_select(2, xn), glo.index_select(2, xn)
+        for dy in (-1, 0, 1):
+            yn = (yc + dy).clamp(0, h - 1)
+            wy = torch.exp(-((yn.float() - yl) ** 2) / (2 * SIGMA_SPACE**2))
+            diff = (glo_cols.index_select(1, yn) - ghi).square_().sum(dim=0)
+            wgt = diff.mul_(-1.0 / (2 * SIGMA_RANGE**2)).exp_().mul_(wy[:, None] * wx[None, :]).add_(1e-8)
+            acc.addcmul_(src_cols.index_select(1, yn), wgt)
             wsum += wgt
     return (acc / wsum).numpy()

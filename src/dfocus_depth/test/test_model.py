@@ -128,3 +128,41 @@ def test_training_smoke_run_writes_weights_and_record(tmp_path: Path) -> None:
     assert saved["config"]["steps"] == 2 and np.isfinite(saved["final_val_epe_px"])
     assert record["curve"] and all(np.isfinite(r["train_epe_px"]) for r in saved["curve"])
     DepthEstimator(tmp_path / "w.pt", "cpu", max_width=64)  # loads back
+
+
+def test_focus_cue_is_the_masked_correlation_of_observed_and_predicted_sharpness() -> None:
+    from dfocus_depth.model import focus_consistency
+
+    g = torch.Generator().manual_seed(4)
+    B, S, D, h, w = 2, 4, 6, 5, 7
+    ref = torch.randn(B, 1, h, w, generator=g) * 2 - 3
+    src = torch.randn(B, S, D, h, w, generator=g) * 2 - 3
+    inside = torch.rand(B, S, D, h, w, generator=g) > 0.3
+    coc = torch.rand(B, S + 1, D, generator=g) * 8
+    got = focus_consistency(ref, src, inside, coc).double().numpy()
+    # Textbook two-pass Pearson correlation over the views that see each point (the reference always does).
+    x = torch.cat([ref.unsqueeze(1).expand(B, 1, D, h, w), src], 1).double().numpy()
+    m = torch.cat([torch.ones(B, 1, D, h, w, dtype=torch.bool), inside], 1).numpy()
+    y = np.broadcast_to(-np.log1p(coc.double().numpy())[..., None, None], x.shape)
+    n = m.sum(axis=1)
+    xc = (x - (x * m).sum(1, keepdims=True) / n[:, None]) * m
+    yc = (y - (y * m).sum(1, keepdims=True) / n[:, None]) * m
+    expected = (xc * yc).sum(1) / np.sqrt((xc**2).sum(1) * (yc**2).sum(1) + 1e-4)
+    assert np.abs(got - expected).max() < 1e-4
+    alike = focus_consistency(ref, src, inside, torch.full((B, S + 1, D), 2.0))
+    assert alike.abs().max() < 1e-3  # views focused alike carry no cue
+
+
+def test_joint_bilateral_upsampling_puts_depth_edges_on_image_edges() -> None:
+    from dfocus_depth.upsample import joint_bilateral_upsample
+
+    lo = np.zeros((1, 12, 16), np.float32)
+    lo[:, :, 8:] = 1.0  # a depth step between low-resolution columns 7 and 8
+    guide_hi = np.zeros((24, 32, 3), np.float32)
+    guide_hi[:, 16:] = 1.0  # the same edge in the image at full resolution
+    guide_lo = cv2.resize(guide_hi, (16, 12), interpolation=cv2.INTER_AREA)
+    up = joint_bilateral_upsample(lo, guide_lo, guide_hi)[0]
+    assert up.shape == (24, 32)
+    assert np.abs(up[:, :16]).max() < 1e-3 and np.abs(up[:, 16:] - 1).max() < 1e-3
+    bilinear = cv2.resize(lo[0], (32, 24), interpolation=cv2.INTER_LINEAR)
+    assert np.abs(bilinear[:, 15] - 0.0).max() > 0.1  # plain interpolation smears the edge

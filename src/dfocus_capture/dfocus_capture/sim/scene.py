@@ -9,11 +9,19 @@ appearance depends on the viewpoint) and a uniformly coloured, textureless panel
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from dfocus_capture.sim.textures import KINDS, environment_map, flat_texture, make_texture, mip_pyramid
+from dfocus_capture.sim.textures import (
+    KINDS,
+    environment_map,
+    flat_texture,
+    make_texture,
+    mip_pyramid,
+    photo_texture,
+)
 
 # Field of view random scenes are composed for (tan of the half angles): the default 1280x960
 # array with fx = 2000 px sees +-0.32 x +-0.24; a little margin keeps objects near the borders.
@@ -162,8 +170,10 @@ def random_scene(
     specular: bool = True,
     textureless: bool = True,
     tile_px: int = 256,
+    photos: Sequence[np.ndarray] = (),
 ) -> Scene:
-    """A seeded random scene spanning near_m..far_m in front of the reference camera."""
+    """A seeded random scene spanning near_m..far_m in front of the reference camera. With
+    `photos`, half of the surfaces that draw a texture kind are cut from those photographs."""
     if not (0.05 <= near_m < far_m):
         raise SceneError(f"need 0.05 <= near_m < far_m, got near_m={near_m}, far_m={far_m}")
     rng = np.random.default_rng(seed)
@@ -171,6 +181,8 @@ def random_scene(
     surfaces: list[Surface] = []
 
     def tile(kind: str | None = None) -> np.ndarray:
+        if kind is None and photos and rng.random() < 0.5:
+            return photo_texture(photos, rng, tile_px)
         return make_texture(kind or str(rng.choice(KINDS)), rng, tile_px)
 
     # Back wall: fills the view behind everything, so every pixel has a finite depth.

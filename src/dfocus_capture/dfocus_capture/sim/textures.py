@@ -7,6 +7,8 @@ renderer picks a mip level per surface and view so that far surfaces do not alia
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 
@@ -93,6 +95,30 @@ def make_texture(kind: str, rng: np.random.Generator, size: int = 512) -> np.nda
     img = a[None, None, :] * (1 - p[..., None]) + b[None, None, :] * p[..., None]
     img += (rng.standard_normal((size, size, 1)).astype(np.float32)) * 0.03  # fine grain
     return np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def photo_texture(photos: Sequence[np.ndarray], rng: np.random.Generator, size: int = 512) -> np.ndarray:
+    """An sRGB uint8 size x size x 3 tile cut from one of `photos` (uint8 RGB or grey), at a random
+    scale, colour balance and place, mirrored both ways so it wraps seamlessly. Photographs carry
+    what the procedural kinds lack: the texture statistics of real surfaces."""
+    if not photos:
+        raise ValueError("photo_texture needs at least one photograph")
+    photo = photos[int(rng.integers(len(photos)))]
+    if photo.ndim == 2:
+        photo = np.repeat(photo[..., None], 3, axis=2)
+    half = size // 2
+    # Scale so the crop spans between a quarter and all of the photograph's shorter side.
+    span = min(photo.shape[:2]) * rng.uniform(0.25, 1.0)
+    scale = half / span
+    resized = cv2.resize(photo[..., :3], None, fx=scale, fy=scale,
+                         interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+    y = int(rng.integers(resized.shape[0] - half + 1))
+    x = int(rng.integers(resized.shape[1] - half + 1))
+    crop = resized[y : y + half, x : x + half].astype(np.float32) / 255.0
+    crop = crop[..., rng.permutation(3)] * rng.uniform(0.7, 1.3, 3).astype(np.float32)
+    top = np.concatenate([crop, crop[:, ::-1]], axis=1)
+    tile = np.concatenate([top, top[::-1]], axis=0)
+    return np.clip(cv2.resize(tile, (size, size)) * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
 def flat_texture(colour: np.ndarray, size: int = 8) -> np.ndarray:

@@ -11,7 +11,7 @@ import json
 import math
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -118,9 +118,9 @@ def depth_loss(out: dict[str, torch.Tensor], t_gt: torch.Tensor, px_per_t: torch
             "conf_bce": conf}
 
 
-def render_set(base: int, count: int, cfg: TrainConfig, log: Callable[[str], None], what: str) -> list[SimSample]:
+def render_set(base: int, count: int, cfg: TrainConfig, photos: Sequence[np.ndarray], log: Callable[[str], None],
+               what: str) -> list[SimSample]:
     samples: list[SimSample] = []
-    photos = training_photographs() if cfg.photo_textures else ()
     start = time.perf_counter()
     seed = base + cfg.seed * 10_000
     while len(samples) < count:
@@ -161,8 +161,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None], command: str = "") -> di
     rng = np.random.default_rng(cfg.seed)
     device = pick_device(cfg.device)
     t0 = time.perf_counter()
-    train_set = render_set(TRAIN_SEED_BASE, cfg.scenes, cfg, log, "train")
-    val_set = render_set(VALIDATION_SEED_BASE, cfg.validation_scenes, cfg, log, "validation")
+    photos = training_photographs() if cfg.photo_textures else ()
+    train_set = render_set(TRAIN_SEED_BASE, cfg.scenes, cfg, photos, log, "train")
+    val_set = render_set(VALIDATION_SEED_BASE, cfg.validation_scenes, cfg, photos, log, "validation")
     render_s = time.perf_counter() - t0
 
     net = DepthNet(NUM_PLANES).to(device)

@@ -171,6 +171,10 @@ def run_pipeline(client: DemoClient, out: Path, focus_m: float | None, shots: in
     from dfocus_interfaces.srv import ExportModel
 
     logger = client.node.get_logger()
+    # The depth node offers its export service once its network is loaded. A burst fired before that
+    # competes with the loading for both cores, and the cameras' best-effort images were seen dropped.
+    if not client.export.wait_for_service(timeout_sec=client.timeout):
+        raise DemoError("depth/export_model service is not available: is the depth node up?")
     logger.info(f"firing a {shots}-shot Dynamic Focus burst")
     goal = CaptureSequence.Goal(num_shots=shots, shift_pattern=CaptureSequence.Goal.PATTERN_CIRCLE,
                                 shift_amplitude_mm=0.5)
@@ -216,8 +220,6 @@ def run_pipeline(client: DemoClient, out: Path, focus_m: float | None, shots: in
     cv2.imwrite(str(files["reference"]), reference)
     cv2.imwrite(str(files["depth_overlay"]), cv2.addWeighted(reference, 0.45, colours, 0.55, 0.0))
 
-    if not client.export.wait_for_service(timeout_sec=client.timeout):
-        raise DemoError("depth/export_model service is not available")
     for fmt, name in ((ExportModel.Request.FORMAT_PLY_POINTS, "points.ply"),
                       (ExportModel.Request.FORMAT_PLY_MESH, "mesh.ply")):
         resp = client.wait_future(client.export.call_async(ExportModel.Request(filename=name, format=fmt,

@@ -88,8 +88,43 @@ def spin(rclpy_context: object) -> Iterator[Callable[..., object]]:
     if thread is not None:
         thread.join(timeout=10.0)
         assert not thread.is_alive(), "executor thread did not stop"
+    from rclpy.action import ActionClient, ActionServer
+
     for n in nodes:
+        # As node_main.run_node does: close() stops a node's own threads, which hold it. Action
+        # clients and servers outlive Node.destroy_node. Either keeps this process's DDS participant
+        # alive, announcing itself to (and recreating the /dev/shm ports of) later tests' processes.
+        close = getattr(n, "close", None)
+        if callable(close):
+            close()
+        for w in list(n.waitables):  # type: ignore[attr-defined]
+            if isinstance(w, (ActionClient, ActionServer)):
+                w.destroy()
         n.destroy_node()  # type: ignore[attr-defined]
+
+
+def _participant_locks() -> set[str]:
+    """The Fast DDS lock files this process holds: a live participant holds one per segment and port."""
+    from dfocus_bringup.shm_tracker import shm_files_of
+
+    return {name for name in shm_files_of(os.getpid(), SHM, deleted=False) if name.endswith("_el")}
+
+
+@pytest.fixture(autouse=True)
+def _nothing_outlives_its_test() -> Iterator[None]:
+    """Threads and DDS participants a test started are gone after it: a participant left running
+    discovers later tests' processes and recreates their /dev/shm ports after they exit."""
+    threads, locks = set(threading.enumerate()), _participant_locks()
+    yield
+    deadline = time.monotonic() + 5.0
+    while True:
+        left = sorted(t.name for t in threading.enumerate() if t not in threads and t.is_alive())
+        held = sorted(_participant_locks() - locks)
+        if not left and not held:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"left running by this test: threads {left}, DDS participant segments {held}")
+        time.sleep(0.05)
 
 
 class NodeProcesses:

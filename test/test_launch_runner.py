@@ -212,7 +212,8 @@ def test_runner_starts_processes_respawns_and_cleans_up(
     wait(lambda: bool(got), 20, "messages from the respawned talker")
     second = _pids(node_processes.output(runner), "talker-1")[1]
     tracker.observe([second])
-    ours = (tracker.used - tracker.before) | shm_files_of(second)
+    # Files that were there before this test (left by an earlier one) are not this runner's to remove.
+    ours = (tracker.used | shm_files_of(second)) - tracker.before
 
     # This process leaves the graph first, so that it maps none of the children's segments any more.
     rclpy.shutdown(context=rclpy_context)

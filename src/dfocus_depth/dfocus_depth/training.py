@@ -202,7 +202,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None], command: str = "") -> di
     torch.save({"state_dict": state, "planes": net.planes, "version": 2}, out_path)
     record: dict[str, object] = {
         "command": command,
-        "config": asdict(cfg),
+        # The record sits beside the weights: their file name, not this machine's path to them.
+        "config": {**asdict(cfg), "out": Path(cfg.out).name},
         "data": {
             "generator": "dfocus_depth.dataset.render_sample: dfocus_capture.sim random_scene + ThinLensRenderer",
             "train_seeds": _seed_span(train_set),

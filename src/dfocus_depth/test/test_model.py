@@ -126,6 +126,7 @@ def test_training_smoke_run_writes_weights_and_record(tmp_path: Path) -> None:
     assert (tmp_path / "w.pt").stat().st_size < 5e6
     saved = json.loads((tmp_path / "w.json").read_text())
     assert saved["config"]["steps"] == 2 and np.isfinite(saved["final_val_epe_px"])
+    assert saved["config"]["out"] == "w.pt"  # no machine-specific path in a committed record
     assert record["curve"] and all(np.isfinite(r["train_epe_px"]) for r in saved["curve"])
     DepthEstimator(tmp_path / "w.pt", "cpu", max_width=64)  # loads back
 

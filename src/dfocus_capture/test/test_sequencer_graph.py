@@ -75,6 +75,9 @@ class Graph:
         try:
             wait(lambda: self.client.wait_for_server(timeout_sec=0.1), 30.0, "the capture_sequence action server")
             wait(lambda: self.stage.latest_t is not None, 30.0, "actuators/state")
+            # A hand-held burst waits only imu_window_s + imu_timeout_s for the IMU's history; on a
+            # loaded machine the IMU process can still be starting when the other nodes answer.
+            wait(lambda: self.node.count_publishers(f"{self.ns}/imu/data") > 0, 30.0, "the imu/data publisher")
             self._round_trip()
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{self.logs()}") from None

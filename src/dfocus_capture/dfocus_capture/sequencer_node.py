@@ -138,8 +138,8 @@ class SequencerNode(Node):
         self.listener = rclpy.create_node(f"{self.get_name()}_sensors", namespace=self.get_namespace(),
                                           context=self.context, start_parameter_services=False,
                                           use_global_arguments=False)
-        self.listener.create_subscription(Imu, "imu/data", lambda m: self.imu.add(stamp_to_ns(m.header.stamp), m),
-                                          _IMU_QOS)
+        self._imu_sub = self.listener.create_subscription(
+            Imu, "imu/data", lambda m: self.imu.add(stamp_to_ns(m.header.stamp), m), _IMU_QOS)
         self.listener.create_subscription(ActuatorState, "actuators/state", self._on_stage, RELIABLE)
         self._listener_executor = SingleThreadedExecutor(context=self.context)
         self._listener_executor.add_node(self.listener)
@@ -245,6 +245,8 @@ class SequencerNode(Node):
                         "actuators/move")
         if hand_held:
             self._wait_imu_history(gh)
+        else:
+            self._wait_first_imu_sample(gh)
         burst_start_ns = self.get_clock().now().nanoseconds
         with self._sets.cond:
             self._sets.by_stamp.clear()
@@ -440,6 +442,18 @@ class SequencerNode(Node):
                     f"hand-held burst needs {self.params['imu_window_s']:.1f} s of IMU samples on imu/data before "
                     f"the first shot; have {have:.2f} s (is the IMU running?)"
                 )
+            time.sleep(0.02)
+
+    def _wait_first_imu_sample(self, gh: ServerGoalHandle) -> None:
+        """Stage bursts: an IMU that is matched but has not delivered yet (just started) gets up to
+        imu_timeout_s, so that the sequence carries its samples from before the first shot."""
+        deadline = time.monotonic() + self.params["imu_timeout_s"]
+        while not len(self.imu) and self._imu_sub.get_publisher_count() > 0:
+            if gh.is_cancel_requested:
+                raise BurstCancelError("waiting for the first IMU sample")
+            if time.monotonic() > deadline:
+                self.get_logger().warning("imu/data is matched but delivered nothing: the burst goes on without")
+                return
             time.sleep(0.02)
 
     def _imu_samples(self, burst_start_ns: int, shots: list[_Shot], required: bool) -> list[Imu]:

@@ -88,19 +88,15 @@ def spin(rclpy_context: object) -> Iterator[Callable[..., object]]:
     if thread is not None:
         thread.join(timeout=10.0)
         assert not thread.is_alive(), "executor thread did not stop"
-    from rclpy.action import ActionClient, ActionServer
+    from dfocus_capture.node_main import destroy_with_actions
 
     for n in nodes:
-        # As node_main.run_node does: close() stops a node's own threads, which hold it. Action
-        # clients and servers outlive Node.destroy_node. Either keeps this process's DDS participant
-        # alive, announcing itself to (and recreating the /dev/shm ports of) later tests' processes.
+        # As node_main.run_node does: close() stops a node's own threads, which hold it (and with it
+        # this process's DDS participant, which would discover later tests' processes).
         close = getattr(n, "close", None)
         if callable(close):
             close()
-        for w in list(n.waitables):  # type: ignore[attr-defined]
-            if isinstance(w, (ActionClient, ActionServer)):
-                w.destroy()
-        n.destroy_node()  # type: ignore[attr-defined]
+        destroy_with_actions(n)  # type: ignore[arg-type]
 
 
 def _participant_locks() -> set[str]:

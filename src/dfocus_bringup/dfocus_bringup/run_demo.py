@@ -150,11 +150,9 @@ class DemoClient:
     def close(self) -> None:
         self.executor.shutdown(timeout_sec=5)
         self.thread.join(timeout=5)
-        # Node.destroy_node leaves action clients alive, and with them this process's DDS participant,
-        # which would go on announcing itself to (and recreating the /dev/shm ports of) the graph.
-        self.capture.destroy()
-        self.refocus.destroy()
-        self.node.destroy_node()
+        from dfocus_capture.node_main import destroy_with_actions
+
+        destroy_with_actions(self.node)
 
 
 def stage_logger(logger: Any, what: str) -> Callable[[Any], None]:

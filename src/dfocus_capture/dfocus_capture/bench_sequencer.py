@@ -188,6 +188,7 @@ def _measure_bursts(graph: _Graph, repeats: int, shots: int) -> tuple[list[float
     from rclpy.executors import SingleThreadedExecutor
 
     from dfocus_capture.dds import apply_default_profile
+    from dfocus_capture.node_main import destroy_with_actions
     from dfocus_capture.qos import LATCHED
     from dfocus_interfaces.action import CaptureSequence
     from dfocus_interfaces.msg import FocusSequence
@@ -249,8 +250,7 @@ def _measure_bursts(graph: _Graph, repeats: int, shots: int) -> tuple[list[float
             graph.observe()
     finally:
         executor.shutdown()
-        client.destroy()
-        node.destroy_node()
+        destroy_with_actions(node)
         rclpy.shutdown(context=context)
     return delivered, cpu, breakdown
 

@@ -1,12 +1,13 @@
 """The main() shared by the dfocus nodes: the project's DDS profile, rclpy init, start-up errors
 reported as one fatal log line with exit status 1 (not a traceback), a multi-threaded executor,
-and a shutdown that closes the node's workers before destroying it."""
+and a shutdown that closes the node's workers before destroying it and its action entities."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import rclpy
+from rclpy.action import ActionClient, ActionServer
 from rclpy.exceptions import InvalidParameterValueException, ParameterException
 from rclpy.executors import Executor, ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation
@@ -19,6 +20,16 @@ from dfocus_capture.dds import apply_default_profile
 STARTUP_ERRORS: tuple[type[BaseException], ...] = (
     ValueError, OSError, RuntimeError, ParameterException, InvalidParameterValueException,
 )
+
+
+def destroy_with_actions(node: Node) -> None:
+    """Node.destroy_node, after the node's action clients and servers: destroy_node leaves those,
+    and each keeps the process's DDS participant alive, announcing itself to (and recreating the
+    /dev/shm ports of) processes that have left."""
+    for w in list(node.waitables):
+        if isinstance(w, (ActionClient, ActionServer)):
+            w.destroy()
+    node.destroy_node()
 
 
 def run_node(name: str, factory: Callable[[], Node], args: list[str] | None = None,
@@ -52,6 +63,6 @@ def run_node(name: str, factory: Callable[[], Node], args: list[str] | None = No
         if callable(close):
             close()
         executor.shutdown(timeout_sec=5.0)
-        node.destroy_node()
+        destroy_with_actions(node)
         rclpy.try_shutdown()
     return 0

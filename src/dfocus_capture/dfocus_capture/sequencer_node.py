@@ -477,7 +477,6 @@ class SequencerNode(Node):
         self._listener_executor.shutdown(timeout_sec=2.0)
         self._listener_thread.join(timeout=2.0)
         self.listener.destroy_node()
-        self.action.destroy()  # Node.destroy_node leaves action servers (and the participant) alive
 
     # -- output ------------------------------------------------------------------------------
 

@@ -316,7 +316,6 @@ class RefocusNode(Node):
             self._preview_cv.notify()
         self._preview_thread.join(timeout=5.0)
         self.cache.shutdown()
-        self.action.destroy()
         super().destroy_node()
 
 

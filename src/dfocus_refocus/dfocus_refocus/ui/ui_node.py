@@ -104,11 +104,8 @@ class UiNode(Node):
         self.get_logger().info(f"serving the focal-plane UI on {url}{hint}")
 
     def close(self) -> None:
-        """Stop the web server and the action clients (run_node calls this before destroying the node;
-        Node.destroy_node leaves action clients, and with them the DDS participant, alive)."""
+        """Stop the web server (run_node calls this before destroying the node)."""
         self.server.stop()
-        self.refocus_client.destroy()
-        self.capture_client.destroy()
 
     def _on_params(self, changes: dict[str, Any]) -> str | None:
         self.params.update(changes)

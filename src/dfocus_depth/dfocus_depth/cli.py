@@ -54,8 +54,11 @@ def depth_command(argv: list[str]) -> int:
     p.add_argument("--near-m", type=float, help="nearest depth to consider (default: from the calibration)")
     p.add_argument("--far-m", type=float, help="farthest depth (default: infinity)")
     p.add_argument("--confidence-threshold", type=float, default=0.0, help="below it, depth is NaN")
-    p.add_argument("--max-width", type=int, default=384, help="working width of the network (near the training "
-                   "resolution works best; outputs are upsampled to the image size)")
+    p.add_argument("--max-width", type=int, default=768, help="working width of the network; wider images are "
+                   "downscaled for it and the outputs upsampled to the image size")
+    p.add_argument("--cross-check", default="auto", choices=["auto", "on", "off"],
+                   help="second pass with the widest-baseline camera as the reference and a two-way consistency "
+                   "check, about 2x the time (auto: for two images of two cameras, a stereo pair)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--weights", default=str(WEIGHTS))
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
@@ -70,7 +73,7 @@ def depth_command(argv: list[str]) -> int:
             rng = DepthRange(a.near_m or 0.1, a.far_m if a.far_m is not None else float("inf"))
         elif cal.source and Path(cal.source).is_file():
             rng = middlebury_range(Path(cal.source).read_text()) if len(cal) == 2 else None
-        est = DepthEstimator(a.weights, a.device, a.max_width)
+        est = DepthEstimator(a.weights, a.device, a.max_width, cross_check=a.cross_check)
         res = est.estimate(burst, rng, a.confidence_threshold)
     except (CalibrationError, BurstError, DepthInputError, WeightsError, ValueError) as exc:
         return _err(str(exc))
@@ -80,8 +83,9 @@ def depth_command(argv: list[str]) -> int:
     if a.png and not cv2.imwrite(a.png, colourise(res.depth)):
         return _err(f"cannot write {a.png}")
     valid = float(np.isfinite(res.depth).mean())
+    checked = "" if res.cross_checked is None else f", {100 * res.cross_checked:.1f} % replaced by the two-way check"
     sys.stdout.write(f"{a.out}: {res.depth.shape[1]}x{res.depth.shape[0]} from {res.num_views} views, "
-                     f"{100 * valid:.1f} % valid, {res.seconds:.2f} s\n")
+                     f"{100 * valid:.1f} % valid, {res.seconds:.2f} s{checked}\n")
     return 0
 
 

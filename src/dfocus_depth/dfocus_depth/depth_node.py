@@ -45,6 +45,9 @@ PARAMS = [
               choices=("auto", "cpu", "cuda"), read_only=True),
     ParamSpec("max_width", 320, "working width of the network (pixels); outputs are upsampled to the image size",
               min=64, max=4096),
+    ParamSpec("cross_check", "auto", "second pass with the widest-baseline camera as the reference, and a two-way "
+              "consistency check (about 2x the time): on, off, or auto (two-camera rigs only)",
+              choices=("auto", "on", "off")),
     ParamSpec("max_views", 12, "most source views used per depth map (shot 0 of every camera first)", min=1, max=159),
     ParamSpec("confidence_threshold", 0.1, "depth below this confidence is published as NaN", min=0.0, max=1.0),
     ParamSpec("near_m", 0.0, "nearest depth swept (m); 0 = a quarter-image disparity at the widest baseline",
@@ -72,7 +75,7 @@ class DepthNode(Node):
         self.params = declare_params(self, PARAMS, self._on_params)
         self.estimator = DepthEstimator(
             self.params["weights"] or WEIGHTS, self.params["device"], self.params["max_width"],
-            self.params["max_views"],
+            self.params["max_views"], self.params["cross_check"],
         )
         self.get_logger().info(f"depth network loaded on {self.estimator.device}")
         self._pub_depth = self.create_publisher(Image, "depth/image", LATCHED)
@@ -100,6 +103,7 @@ class DepthNode(Node):
         self.params.update(changes)
         self.estimator.max_width = int(self.params["max_width"])
         self.estimator.max_sources = int(self.params["max_views"])
+        self.estimator.cross_check = str(self.params["cross_check"])
         return None
 
     def _on_sequence(self, msg: FocusSequence) -> None:

@@ -175,9 +175,11 @@ def _right_neighbour(cal: ArrayCalibration) -> int:
 Method = Callable[[Case], np.ndarray]
 
 
-def network_method(estimator: DepthEstimator, two_views: bool, max_width: int | None = None) -> Method:
+def network_method(estimator: DepthEstimator, two_views: bool, max_width: int | None = None,
+                   cross_check: str = "auto") -> Method:
+    estimator = copy.copy(estimator)  # shares the network, own working resolution and check
+    estimator.cross_check = cross_check
     if max_width is not None:
-        estimator = copy.copy(estimator)  # shares the network, own working resolution
         estimator.max_width = max_width
 
     def run(case: Case) -> np.ndarray:
@@ -214,14 +216,15 @@ def evaluate(cases: list[Case], methods: dict[str, Method]) -> list[dict[str, ob
 
 
 def default_methods(estimator: DepthEstimator, multi_view: bool, widths: tuple[int, ...] = ()) -> dict[str, Method]:
-    """The network (all views, and the classical methods' pair; at each working width in `widths`,
-    or the estimator's own) next to SGBM and SGBM + WLS."""
+    """The network (all views, and the classical methods' pair in one pass and two-way checked; at
+    each working width in `widths`, or the estimator's own) next to SGBM and SGBM + WLS."""
     methods: dict[str, Method] = {}
     for width in widths or (estimator.max_width,):
         tag = f", working width {width}" if widths else ""
         if multi_view:
             methods[f"dfocus CNN (all views{tag})"] = network_method(estimator, False, width)
-        methods[f"dfocus CNN (the stereo pair{tag})"] = network_method(estimator, True, width)
+        methods[f"dfocus CNN (the stereo pair, one pass{tag})"] = network_method(estimator, True, width, "off")
+        methods[f"dfocus CNN (the stereo pair, two-way checked{tag})"] = network_method(estimator, True, width, "on")
     methods["OpenCV StereoSGBM"] = lambda c: sgbm(c.left, c.right, c.num_disparities)
     methods["OpenCV StereoSGBM, holes filled (scanline background)"] = lambda c: fill_scanline(
         sgbm(c.left, c.right, c.num_disparities))

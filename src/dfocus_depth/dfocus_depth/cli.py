@@ -16,7 +16,7 @@ import numpy as np
 
 from dfocus_capture.burst import BurstError, burst_from_images
 from dfocus_capture.calibration import CalibrationError, load_calibration
-from dfocus_depth.estimator import WEIGHTS, DepthEstimator, WeightsError, colourise
+from dfocus_depth.estimator import CROSS_CHECK_MODES, WEIGHTS, DepthEstimator, WeightsError, colourise
 from dfocus_depth.geometry import DepthInputError, DepthRange, middlebury_range
 
 
@@ -56,7 +56,7 @@ def depth_command(argv: list[str]) -> int:
     p.add_argument("--confidence-threshold", type=float, default=0.0, help="below it, depth is NaN")
     p.add_argument("--max-width", type=int, default=768, help="working width of the network; wider images are "
                    "downscaled for it and the outputs upsampled to the image size")
-    p.add_argument("--cross-check", default="auto", choices=["auto", "on", "off"],
+    p.add_argument("--cross-check", default="auto", choices=CROSS_CHECK_MODES,
                    help="second pass with the widest-baseline camera as the reference and a two-way consistency "
                    "check, about 2x the time (auto: for two images of two cameras, a stereo pair)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

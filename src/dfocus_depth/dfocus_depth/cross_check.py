@@ -18,7 +18,7 @@ import torch
 
 from dfocus_capture.calibration import CameraModel
 from dfocus_depth.consistency import fill_background
-from dfocus_depth.geometry import WorkingViews, projection_coefficients
+from dfocus_depth.geometry import WorkingViews, baselines, projection_coefficients
 
 # A pixel is consistent when the round trip through the other camera's depth lands within this
 # many working-resolution pixels of where it started (the classical one-pixel check).
@@ -29,9 +29,7 @@ FILL_MEDIAN_PX = 5  # fills along the epipolar direction streak; a median across
 def partner_index(views: WorkingViews) -> int:
     """The source with the widest baseline: the most precise second estimate, and the one that
     sees the most of what the reference's near objects hide."""
-    ref_t = views.ref_camera.T_ref_cam[:3, 3]
-    baselines = [float(np.linalg.norm(c.T_ref_cam[:3, 3] - ref_t)) for c in views.src_cameras]
-    return int(np.argmax(baselines))
+    return int(np.argmax(baselines(views.ref_camera, views.src_cameras)))
 
 
 def swap_reference(views: WorkingViews, k: int) -> WorkingViews:
@@ -48,10 +46,10 @@ def swap_reference(views: WorkingViews, k: int) -> WorkingViews:
     )
 
 
-def _project(inv: np.ndarray, x: np.ndarray, y: np.ndarray, src: CameraModel,
-             dst: CameraModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pixels (x, y) of `src` at inverse depth `inv` -> their pixel in `dst` and inverse depth there."""
-    A, b = projection_coefficients(src, dst)
+def _project(inv: np.ndarray, x: np.ndarray, y: np.ndarray, A: np.ndarray,
+             b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixels (x, y) at inverse depth `inv` -> their pixel in the other camera and inverse depth
+    there, through that camera's `projection_coefficients` (A, b)."""
     h = [A[r, 0] * x + A[r, 1] * y + A[r, 2] + b[r] * inv for r in range(3)]
     z = np.where(h[2] > 1e-9, h[2], np.nan)
     return h[0] / z, h[1] / z, inv / z
@@ -64,17 +62,18 @@ def cross_check(inv: np.ndarray, inv_partner: np.ndarray, ref: CameraModel,
     partner cannot see (outside its frame) keep their own. Returns (inverse depth, failed mask)."""
     h, w = inv.shape
     y, x = np.mgrid[0:h, 0:w].astype(np.float64)
-    px, py, _ = _project(inv.astype(np.float64), x, y, ref, partner)
+    A, b = projection_coefficients(ref, partner)
+    px, py, _ = _project(inv.astype(np.float64), x, y, A, b)
     col, row = np.round(px), np.round(py)
     seen = np.isfinite(col) & (col >= 0) & (col < w) & (row >= 0) & (row < h)
     ci, ri = np.where(seen, col, 0).astype(np.intp), np.where(seen, row, 0).astype(np.intp)
     inv_k = inv_partner.astype(np.float64)[ri, ci]
-    bx, by, back = _project(inv_k, ci.astype(np.float64), ri.astype(np.float64), partner, ref)
+    bx, by, back = _project(inv_k, ci.astype(np.float64), ri.astype(np.float64),
+                            *projection_coefficients(partner, ref))
     with np.errstate(invalid="ignore"):
         agree = seen & (np.hypot(bx - x, by - y) <= MAX_ROUND_TRIP_PX)
     failed = seen & ~agree
     mean = np.where(agree, 0.5 * (inv + back), inv).astype(np.float32)
-    _, b = projection_coefficients(ref, partner)
     along_rows = torch.tensor([abs(b[0]) >= abs(b[1])])
     filled = fill_background(torch.from_numpy(mean)[None, None], torch.from_numpy(~failed)[None, None], along_rows)
     out = filled[0, 0].numpy()

@@ -33,7 +33,7 @@ from dfocus_capture.ros_convert import (
     image_to_msg,
     ns_to_stamp,
 )
-from dfocus_depth.estimator import WEIGHTS, DepthEstimator, DepthResult
+from dfocus_depth.estimator import CROSS_CHECK_MODES, WEIGHTS, DepthEstimator, DepthResult
 from dfocus_depth.geometry import DepthInputError, DepthRange
 from dfocus_depth.mesh import ExportError, export_model
 from dfocus_depth.pointcloud import pointcloud2_msg
@@ -47,7 +47,7 @@ PARAMS = [
               min=64, max=4096),
     ParamSpec("cross_check", "auto", "second pass with the widest-baseline camera as the reference, and a two-way "
               "consistency check (about 2x the time): on, off, or auto (two-camera rigs only)",
-              choices=("auto", "on", "off")),
+              choices=CROSS_CHECK_MODES),
     ParamSpec("max_views", 12, "most source views used per depth map (shot 0 of every camera first)", min=1, max=159),
     ParamSpec("confidence_threshold", 0.1, "depth below this confidence is published as NaN", min=0.0, max=1.0),
     ParamSpec("near_m", 0.0, "nearest depth swept (m); 0 = a quarter-image disparity at the widest baseline",

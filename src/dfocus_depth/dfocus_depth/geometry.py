@@ -47,10 +47,14 @@ class DepthRange:
 DEFAULT_MAX_DISPARITY_FRACTION = 0.25
 
 
+def baselines(ref: CameraModel, sources: list[CameraModel]) -> list[float]:
+    """Distance (m) from the reference's centre to each source's."""
+    return [float(np.linalg.norm(c.T_ref_cam[:3, 3] - ref.T_ref_cam[:3, 3])) for c in sources]
+
+
 def default_range(ref: CameraModel, sources: list[CameraModel]) -> DepthRange:
     """Infinity down to the depth at which the widest baseline sees a quarter-width disparity."""
-    baselines = [float(np.linalg.norm(c.T_ref_cam[:3, 3] - ref.T_ref_cam[:3, 3])) for c in sources]
-    widest = max(baselines, default=0.0)
+    widest = max(baselines(ref, sources), default=0.0)
     if widest <= 1e-6:
         raise DepthInputError("all views share the reference's position: no baseline to triangulate from")
     near = ref.fx * widest / (DEFAULT_MAX_DISPARITY_FRACTION * ref.width)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from dfocus_capture.calibration import CameraModel
-from dfocus_depth.geometry import DepthRange, WorkingViews, inverse_depth_planes, projection_coefficients
+from dfocus_depth.geometry import DepthRange, WorkingViews, baselines, inverse_depth_planes, projection_coefficients
 
 
 def coc_table(cam: CameraModel, inv: np.ndarray) -> np.ndarray:
@@ -48,6 +48,4 @@ def network_inputs(views: WorkingViews, rng: DepthRange, planes: int) -> dict[st
 
 def disparity_scale(views: WorkingViews) -> float:
     """Pixels of disparity per unit inverse depth for the widest baseline at working resolution."""
-    ref_t = views.ref_camera.T_ref_cam[:3, 3]
-    widest = max(float(np.linalg.norm(c.T_ref_cam[:3, 3] - ref_t)) for c in views.src_cameras)
-    return views.ref_camera.fx * widest
+    return views.ref_camera.fx * max(baselines(views.ref_camera, views.src_cameras))

@@ -80,7 +80,10 @@ def test_replayed_sequence_gives_the_live_depth(
     _depth_listener(rclpy_context, spin, live)
     wait(lambda: bool(live) or live_depth.poll() is not None, 120, "the live depth map")
     assert live, node_processes.output(live_depth)
-    wait(lambda: "subscribed /rr/depth/image" in node_processes.output(recorder), 10, "the recorder to see depth")
+    # Each process discovers the others on its own schedule: stop only once both are on record.
+    for topic in (f"{NS}/capture/sequence", f"{NS}/depth/image"):
+        wait(lambda t=topic: f"first message on {t}" in node_processes.output(recorder), 15,
+             f"the recorder to record {topic}")
     recorder.send_signal(2)
     assert recorder.wait(timeout=15) == 0, node_processes.output(recorder)
     for p in (source, live_depth):

@@ -116,8 +116,11 @@ class BagRecorder(Node):
         self.get_logger().info(f"subscribed {topic} [{msgtype}]")
 
     def _write(self, topic: str, data: bytes) -> None:
-        if not self.closed:
-            self.writer.write(topic, self.get_clock().now().nanoseconds, data)
+        if self.closed:
+            return
+        self.writer.write(topic, self.get_clock().now().nanoseconds, data)
+        if self.writer.counts[topic] == 1:
+            self.get_logger().info(f"first message on {topic}")
 
     def stop(self) -> None:
         self.done = True

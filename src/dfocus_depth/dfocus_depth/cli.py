@@ -16,6 +16,7 @@ import numpy as np
 
 from dfocus_capture.burst import BurstError, burst_from_images
 from dfocus_capture.calibration import CalibrationError, load_calibration
+from dfocus_depth.background_fill import FILL_BELOW_CONFIDENCE
 from dfocus_depth.estimator import CROSS_CHECK_MODES, WEIGHTS, DepthEstimator, WeightsError, colourise
 from dfocus_depth.geometry import DepthInputError, DepthRange, middlebury_range
 
@@ -59,6 +60,8 @@ def depth_command(argv: list[str]) -> int:
     p.add_argument("--cross-check", default="auto", choices=CROSS_CHECK_MODES,
                    help="second pass with the widest-baseline camera as the reference and a two-way consistency "
                    "check, about 2x the time (auto: for two images of two cameras, a stereo pair)")
+    p.add_argument("--fill-below", type=float, default=FILL_BELOW_CONFIDENCE,
+                   help="depth below this confidence takes the background of its reliable neighbours (0 = off)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--weights", default=str(WEIGHTS))
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
@@ -73,7 +76,7 @@ def depth_command(argv: list[str]) -> int:
             rng = DepthRange(a.near_m or 0.1, a.far_m if a.far_m is not None else float("inf"))
         elif cal.source and Path(cal.source).is_file():
             rng = middlebury_range(Path(cal.source).read_text()) if len(cal) == 2 else None
-        est = DepthEstimator(a.weights, a.device, a.max_width, cross_check=a.cross_check)
+        est = DepthEstimator(a.weights, a.device, a.max_width, cross_check=a.cross_check, fill_below=a.fill_below)
         res = est.estimate(burst, rng, a.confidence_threshold)
     except (CalibrationError, BurstError, DepthInputError, WeightsError, ValueError) as exc:
         return _err(str(exc))
@@ -83,9 +86,10 @@ def depth_command(argv: list[str]) -> int:
     if a.png and not cv2.imwrite(a.png, colourise(res.depth)):
         return _err(f"cannot write {a.png}")
     valid = float(np.isfinite(res.depth).mean())
-    checked = "" if res.cross_checked is None else f", {100 * res.cross_checked:.1f} % replaced by the two-way check"
+    checked = "" if res.cross_checked is None else f", {100 * res.cross_checked:.1f} % rejected by the two-way check"
     sys.stdout.write(f"{a.out}: {res.depth.shape[1]}x{res.depth.shape[0]} from {res.num_views} views, "
-                     f"{100 * valid:.1f} % valid, {res.seconds:.2f} s{checked}\n")
+                     f"{100 * valid:.1f} % valid, {res.seconds:.2f} s, {100 * res.filled:.1f} % background-filled"
+                     f"{checked}\n")
     return 0
 
 

@@ -1,29 +1,25 @@
 """Two-way geometric consistency: the reference's depth map against a second one estimated with
 another camera of the burst as the reference (Hirschmueller's left-right check, for any calibrated
-pair, as multi-view stereo fusion does it).
+pair, as multi-view stereo fusion does it). The pixels that fail it go to `background_fill`.
 
 Why: the network matches at half resolution, so a near object's estimate spills a few pixels over
 the background beside it, above all where the other view cannot see that background. The other
 camera's own estimate spills the other way, so the two disagree exactly there. Those pixels take
-the background of their consistent neighbours along the epipolar direction; where both agree,
-their mean halves the noise of either. On Middlebury Motorcycle (stereo pair, working width 741)
-this took the error from 1.83 px to 1.58 px; StereoSGBM runs the same check inside (disp12MaxDiff).
+the background fill; where both agree, their mean halves the noise of either. On Middlebury
+Motorcycle (stereo pair, working width 741) this took the error from 1.83 px to 1.58 px;
+StereoSGBM runs the same check inside (disp12MaxDiff).
 """
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
-import torch
 
 from dfocus_capture.calibration import CameraModel
-from dfocus_depth.consistency import fill_background
 from dfocus_depth.geometry import WorkingViews, baselines, projection_coefficients
 
 # A pixel is consistent when the round trip through the other camera's depth lands within this
 # many working-resolution pixels of where it started (the classical one-pixel check).
 MAX_ROUND_TRIP_PX = 1.0
-FILL_MEDIAN_PX = 5  # fills along the epipolar direction streak; a median across lines smooths them
 
 
 def partner_index(views: WorkingViews) -> int:
@@ -58,8 +54,9 @@ def _project(inv: np.ndarray, x: np.ndarray, y: np.ndarray, A: np.ndarray,
 def cross_check(inv: np.ndarray, inv_partner: np.ndarray, ref: CameraModel,
                 partner: CameraModel) -> tuple[np.ndarray, np.ndarray]:
     """The reference's inverse depth [h,w] checked against the partner's [h,w] (same working size):
-    consistent pixels take the mean of both, inconsistent ones the background fill; pixels the
-    partner cannot see (outside its frame) keep their own. Returns (inverse depth, failed mask)."""
+    consistent pixels take the mean of both; pixels the partner cannot see (outside its frame) keep
+    their own. Returns (inverse depth, failed mask): the failed pixels still hold their own value,
+    for `background_fill.fill_unreliable`."""
     h, w = inv.shape
     y, x = np.mgrid[0:h, 0:w].astype(np.float64)
     A, b = projection_coefficients(ref, partner)
@@ -73,9 +70,4 @@ def cross_check(inv: np.ndarray, inv_partner: np.ndarray, ref: CameraModel,
     with np.errstate(invalid="ignore"):
         agree = seen & (np.hypot(bx - x, by - y) <= MAX_ROUND_TRIP_PX)
     failed = seen & ~agree
-    mean = np.where(agree, 0.5 * (inv + back), inv).astype(np.float32)
-    along_rows = torch.tensor([abs(b[0]) >= abs(b[1])])
-    filled = fill_background(torch.from_numpy(mean)[None, None], torch.from_numpy(~failed)[None, None], along_rows)
-    out = filled[0, 0].numpy()
-    smooth = np.asarray(cv2.medianBlur(out, FILL_MEDIAN_PX))
-    return np.where(failed, smooth, out).astype(np.float32), failed
+    return np.where(agree, 0.5 * (inv + back), inv).astype(np.float32), failed

@@ -33,6 +33,7 @@ from dfocus_capture.ros_convert import (
     image_to_msg,
     ns_to_stamp,
 )
+from dfocus_depth.background_fill import FILL_BELOW_CONFIDENCE
 from dfocus_depth.estimator import CROSS_CHECK_MODES, WEIGHTS, DepthEstimator, DepthResult
 from dfocus_depth.geometry import DepthInputError, DepthRange
 from dfocus_depth.mesh import ExportError, export_model
@@ -48,6 +49,9 @@ PARAMS = [
     ParamSpec("cross_check", "auto", "second pass with the widest-baseline camera as the reference, and a two-way "
               "consistency check (about 2x the time): on, off, or auto (two-camera rigs only)",
               choices=CROSS_CHECK_MODES),
+    ParamSpec("fill_below_confidence", FILL_BELOW_CONFIDENCE, "depth below this confidence is replaced by the "
+              "background of its reliable neighbours along the epipolar direction (0 = keep the network's guess)",
+              min=0.0, max=1.0),
     ParamSpec("max_views", 12, "most source views used per depth map (shot 0 of every camera first)", min=1, max=159),
     ParamSpec("confidence_threshold", 0.1, "depth below this confidence is published as NaN", min=0.0, max=1.0),
     ParamSpec("near_m", 0.0, "nearest depth swept (m); 0 = a quarter-image disparity at the widest baseline",
@@ -75,7 +79,7 @@ class DepthNode(Node):
         self.params = declare_params(self, PARAMS, self._on_params)
         self.estimator = DepthEstimator(
             self.params["weights"] or WEIGHTS, self.params["device"], self.params["max_width"],
-            self.params["max_views"], self.params["cross_check"],
+            self.params["max_views"], self.params["cross_check"], self.params["fill_below_confidence"],
         )
         self.get_logger().info(f"depth network loaded on {self.estimator.device}")
         self._pub_depth = self.create_publisher(Image, "depth/image", LATCHED)
@@ -104,6 +108,7 @@ class DepthNode(Node):
         self.estimator.max_width = int(self.params["max_width"])
         self.estimator.max_sources = int(self.params["max_views"])
         self.estimator.cross_check = str(self.params["cross_check"])
+        self.estimator.fill_below = float(self.params["fill_below_confidence"])
         return None
 
     def _on_sequence(self, msg: FocusSequence) -> None:

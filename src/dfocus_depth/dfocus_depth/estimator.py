@@ -13,6 +13,7 @@ import torch
 
 from dfocus_capture.burst import Burst
 from dfocus_capture.calibration import CameraModel
+from dfocus_depth.background_fill import FILL_BELOW_CONFIDENCE, epipolar_along_rows, fill_unreliable
 from dfocus_depth.cross_check import cross_check, partner_index, swap_reference
 from dfocus_depth.geometry import DepthInputError, DepthRange, WorkingViews, default_range, prepare_views
 from dfocus_depth.inputs import network_inputs
@@ -39,6 +40,7 @@ class DepthResult:
     num_views: int
     seconds: float
     cross_checked: float | None = None  # share of pixels the two-way check replaced (None: it did not run)
+    filled: float = 0.0  # share of pixels given the background fill (check failures and low confidence)
 
 
 def pick_device(name: str) -> torch.device:
@@ -73,7 +75,8 @@ class DepthEstimator:
     With the two-way check (`cross_check`: auto, on or off; see CROSS_CHECK_MODES), a second pass
     takes the source with the widest baseline as the reference and the two maps are checked
     against each other (`cross_check.cross_check`): about twice the time, for cleaner depth edges
-    and occlusions.
+    and occlusions. Pixels that fail the check or whose confidence is below `fill_below` take the
+    background of their reliable neighbours (`background_fill`); their confidence stays low.
     """
 
     def __init__(
@@ -83,16 +86,20 @@ class DepthEstimator:
         max_width: int = 320,
         max_sources: int = 12,
         cross_check: str = "auto",
+        fill_below: float = FILL_BELOW_CONFIDENCE,
     ) -> None:
         if max_width < 32:
             raise DepthInputError(f"working width must be >= 32 pixels, got {max_width}")
         if cross_check not in CROSS_CHECK_MODES:
             raise DepthInputError(f"cross_check must be one of {', '.join(CROSS_CHECK_MODES)}, got {cross_check!r}")
+        if not 0.0 <= fill_below <= 1.0:
+            raise DepthInputError(f"fill_below must be a confidence in 0..1, got {fill_below}")
         self.device = pick_device(device)
         self.net = load_model(weights, self.device)
         self.max_width = max_width
         self.max_sources = max_sources
         self.cross_check = cross_check
+        self.fill_below = fill_below
 
     def _infer(self, views: WorkingViews, rng: DepthRange) -> tuple[np.ndarray, np.ndarray]:
         """Inverse depth and confidence at working resolution."""
@@ -109,12 +116,15 @@ class DepthEstimator:
         rng = depth_range or default_range(views.ref_camera, views.src_cameras)
         inv, conf = self._infer(views, rng)
         replaced: float | None = None
+        k = partner_index(views)
+        unreliable = conf < self.fill_below
         if self.cross_check == "on" or (self.cross_check == "auto" and burst.num_cameras == 2):
-            k = partner_index(views)
             inv_partner, _ = self._infer(swap_reference(views, k), rng)
             inv, failed = cross_check(inv, inv_partner, views.ref_camera, views.src_cameras[k])
             conf = np.where(failed, 0.0, conf).astype(np.float32)  # a fill is a guess, not a measurement
             replaced = float(failed.mean())
+            unreliable |= failed
+        inv = fill_unreliable(inv, ~unreliable, epipolar_along_rows(views.ref_camera, views.src_cameras[k]))
         inv_full, conf_full = joint_bilateral_upsample(
             np.stack([inv, conf]), views.reference, views.full_reference
         )
@@ -132,6 +142,7 @@ class DepthEstimator:
             num_views=len(views.sources) + 1,
             seconds=time.perf_counter() - start,
             cross_checked=replaced,
+            filled=float(unreliable.mean()),
         )
 
 

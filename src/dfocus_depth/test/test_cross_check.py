@@ -1,12 +1,13 @@
 """The two-way check on a rectified pair with exact geometry: a consistent pair passes untouched
-(averaged), a fattened near object is cut back to the background, pixels the partner cannot see
-keep their own estimate."""
+(averaged), a fattened near object is rejected and the fill cuts it back to the background, pixels
+the partner cannot see keep their own estimate."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from dfocus_capture.calibration import CameraModel
+from dfocus_depth.background_fill import epipolar_along_rows, fill_unreliable
 from dfocus_depth.cross_check import cross_check
 
 W, H, F, BASE = 96, 40, 80.0, 0.1  # disparity = F * BASE * inverse depth = 8 px per m^-1
@@ -48,8 +49,10 @@ def test_a_fattened_near_object_is_cut_back_to_the_background() -> None:
     fat = left.copy()
     fat[:, 34:40] = NEAR  # the left estimate spills 6 px over the wall
     fat[:, 60:63] = NEAR
-    out, failed = cross_check(fat, right, LEFT, RIGHT)
+    checked, failed = cross_check(fat, right, LEFT, RIGHT)
     assert failed[:, 34:40].all() and failed[:, 60:63].all()
+    assert epipolar_along_rows(LEFT, RIGHT)
+    out = fill_unreliable(checked, ~failed, along_rows=True)
     assert np.allclose(out[:, 34:40], FAR) and np.allclose(out[:, 60:63], FAR)
     assert np.allclose(out[:, 40:60], NEAR)
 

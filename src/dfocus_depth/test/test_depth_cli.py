@@ -54,7 +54,7 @@ def test_a_stereo_pair_gets_the_two_way_check(scene: tuple[Path, list[str], np.n
     save_calibration(ArrayCalibration("cam0", three.cameras[:2]), tmp / "pair.yaml")
     args = ["--calibration", str(tmp / "pair.yaml"), "--max-width", "96", "--near-m", "0.2", *images[:2]]
     assert depth_command([*args, "--out", str(tmp / "checked.npy")]) == 0
-    assert "replaced by the two-way check" in capsys.readouterr().out
+    assert "rejected by the two-way check" in capsys.readouterr().out
     depth = np.load(tmp / "checked.npy")
     ok = np.isfinite(depth)
     assert ok.mean() > 0.9 and np.median(np.abs(depth[ok] - gt[ok]) / gt[ok]) < 0.25
@@ -63,12 +63,33 @@ def test_a_stereo_pair_gets_the_two_way_check(scene: tuple[Path, list[str], np.n
     assert not np.array_equal(np.load(tmp / "one_pass.npy"), depth)
 
 
+def test_the_low_confidence_fill_can_be_turned_off(scene: tuple[Path, list[str], np.ndarray],
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    tmp, images, _ = scene
+    conf = tmp / "conf.npy"
+    args = ["--calibration", str(tmp / "array.yaml"), "--max-width", "96", "--near-m", "0.2", "--confidence",
+            str(conf), *images]
+    assert depth_command([*args, "--out", str(tmp / "filled.npy"), "--fill-below", "0.9"]) == 0
+    filled = np.load(tmp / "filled.npy")
+    share = float(capsys.readouterr().out.split(" % background-filled")[0].rsplit(" ", 1)[1])
+    assert 0 < share < 100
+    assert depth_command([*args, "--out", str(tmp / "raw.npy"), "--fill-below", "0"]) == 0
+    assert ", 0.0 % background-filled" in capsys.readouterr().out
+    raw = np.load(tmp / "raw.npy")
+    # Only low-confidence pixels change (the confidence map is upsampled like the depth, so the
+    # comparison is on pixels clearly above the threshold).
+    sure = np.load(conf) > 0.95
+    assert sure.any() and np.allclose(filled[sure], raw[sure], rtol=1e-3, equal_nan=True)
+    assert not np.allclose(filled, raw, rtol=1e-3, equal_nan=True)
+
+
 @pytest.mark.parametrize(("case", "reason"), [
     ("too_many", "cannot be split"),
     ("wrong_size", "calibrated for"),
     ("missing_image", "cannot read image"),
     ("missing_calibration", "cannot read calibration"),
     ("bad_range", "depth range"),
+    ("bad_fill", "fill_below must be a confidence"),
 ])
 def test_bad_input_exits_2_with_reason(scene: tuple[Path, list[str], np.ndarray], case: str, reason: str,
                                        capsys: pytest.CaptureFixture[str]) -> None:
@@ -86,6 +107,8 @@ def test_bad_input_exits_2_with_reason(scene: tuple[Path, list[str], np.ndarray]
     elif case == "missing_calibration":
         args[1] = str(tmp / "nope.yaml")
         args += images
+    elif case == "bad_fill":
+        args += ["--fill-below", "1.5", *images]
     else:
         args += ["--near-m", "5", "--far-m", "1", *images]
     assert depth_command(args) == 2

@@ -74,6 +74,8 @@ PARAMS = [
     ParamSpec("fail_camera", -1, "sim fault injection: this camera index stops delivering (-1 = none)", min=-1,
               max=63),
     ParamSpec("fail_after", 0, "sim fault injection: ... after this many triggers", min=0, max=1_000_000),
+    ParamSpec("drop_rate", 0.0, "fault injection: share of images lost on the way, each independently (a lossy "
+              "best-effort link; their camera_info still goes out)", min=0.0, max=1.0),
     ParamSpec("folder", "", "folder: burst folder (images + calibration)", read_only=True),
     ParamSpec("devices", "", "v4l2: comma-separated devices, one per camera (e.g. /dev/video0,/dev/video2)",
               read_only=True),
@@ -139,6 +141,8 @@ class CameraArrayNode(Node):
         self._info_pubs = [self.create_publisher(CameraInfo, f"cam{i}/camera_info", SENSOR) for i in range(n)]
         # Exposures whose images are still developing, published in order by the delivery thread.
         self._developing: queue.Queue[Exposure | None] = queue.Queue()
+        self._drop_rate = float(p["drop_rate"])
+        self._drop_rng = np.random.default_rng(p["seed"] + 1)
         self._delivery_thread = threading.Thread(target=self._deliver_loop, name="delivery", daemon=True)
         self._delivery_thread.start()
         self.create_service(TriggerCameras, "trigger", self._on_trigger, callback_group=self._group)
@@ -166,6 +170,8 @@ class CameraArrayNode(Node):
                 return f"fail_camera {camera} out of range (the array has {self.driver.num_cameras} cameras)"
             self.driver.fail_camera = camera
             self.driver.fail_after = int(changes.get("fail_after", self.driver.fail_after))
+        if "drop_rate" in changes:
+            self._drop_rate = float(changes["drop_rate"])
         return None
 
     def _free_run_loop(self) -> None:
@@ -208,7 +214,11 @@ class CameraArrayNode(Node):
             for shot in images:
                 header = Header(stamp=ns_to_stamp(shot.stamp_ns), frame_id=f"{shot.camera.name}_optical_frame")
                 try:
-                    self._image_pubs[shot.camera_index].publish(image_to_msg(shot.image, "rgb8", header))
+                    if self._drop_rate and self._drop_rng.random() < self._drop_rate:
+                        self.get_logger().debug(f"fault injection: {shot.camera.name} at {shot.stamp_ns * 1e-9:.3f} s "
+                                                "not published")
+                    else:
+                        self._image_pubs[shot.camera_index].publish(image_to_msg(shot.image, "rgb8", header))
                     self._info_pubs[shot.camera_index].publish(camera_info_from_model(shot.camera, header))
                 except Exception as exc:  # noqa: BLE001 - a failed publish must not end later deliveries
                     if not self.context.ok():  # Ctrl-C ended the context mid-delivery: just stop

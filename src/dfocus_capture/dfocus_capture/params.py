@@ -67,7 +67,8 @@ def declare_params(
 ) -> dict[str, Any]:
     """Declare all specs, validate the launch-time values, and install an on-set validator.
 
-    Returns the current values. Raises ValueError at start-up when a configured value is invalid.
+    Returns the current values, a dict kept current on every accepted set (on_change sees the old
+    values there). Raises ValueError at start-up when a configured value is invalid.
     `on_change(changes)` may refuse a valid-looking change by returning a reason.
     """
     specs = list(specs)
@@ -96,6 +97,7 @@ def declare_params(
             reason = on_change(changes)
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
+        values.update(changes)
         return SetParametersResult(successful=True)
 
     node.add_on_set_parameters_callback(_validate)

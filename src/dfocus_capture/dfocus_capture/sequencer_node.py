@@ -9,9 +9,14 @@ synchronizer, `queue_size` / `slop_s`). After the last shot the IMU samples of t
 estimated (stage positions, or hand-held the IMU), and the FocusSequence goes out on
 `capture/sequence` (reliable, transient-local, depth 1) with a new, increasing sequence_id.
 
-Feedback per shot; cancel is honoured between and during the steps (nothing is published); any
-failure (refused or stuck move, trigger failure, a camera that delivers nothing, missing IMU)
-aborts the goal with the reason and nothing is published, and the node keeps serving. One goal at
+A shot whose images do not all arrive (best-effort transport loses one now and then) is taken
+again at the end of the burst, same focus and stage target, up to `max_retakes` times per burst:
+the loss is known as soon as a later image of the missing camera arrives, or after
+`frame_timeout_s`. A camera that delivers nothing after the lost shot while the others go on has
+stopped: no retake. Feedback per shot; cancel is honoured between and during the steps (nothing is
+published); any failure (refused or stuck move, trigger failure, a stopped camera, losses beyond
+the retakes, missing IMU) aborts the goal with the reason and nothing is published, and the node
+keeps serving. One goal at
 a time: a goal arriving while a burst runs is rejected (a burst is a physical sequence that
 cannot be shared or resumed; cancel the running one first).
 """
@@ -72,6 +77,8 @@ PARAMS = [
               min=0.05, max=600.0),
     ParamSpec("frame_timeout_s", 3.0, "after a trigger, every camera's image must arrive within this, s",
               min=0.05, max=60.0),
+    ParamSpec("max_retakes", 2, "shots whose images were lost are taken again, up to this many per burst", min=0,
+              max=20),
     ParamSpec("service_wait_s", 10.0, "how long to wait for the trigger / move services and camera topics to "
               "appear (returns as soon as they do; discovery alone takes up to ~3 s here), s", min=0.0,
               max=60.0),
@@ -86,6 +93,10 @@ PARAMS = [
 
 _IMU_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=ReliabilityPolicy.BEST_EFFORT)
 _KEEP_SETS = 32  # synchronized sets kept for the running shot (free-running frames pass through)
+# A later image of a camera means its image of the shot was lost (one publisher delivers in order),
+# once it has held this long: callbacks on several executor threads may feed the synchronizer a
+# few microseconds out of order.
+_LOSS_GRACE_S = 0.1
 
 
 class BurstAbortError(RuntimeError):
@@ -96,8 +107,18 @@ class BurstCancelError(RuntimeError):
     """The client canceled the goal."""
 
 
+class ImagesLostError(BurstAbortError):
+    """A shot's set of images will not complete; `stopped` names the cameras that delivered nothing
+    after it although a later shot was triggered."""
+
+    def __init__(self, message: str, stopped: list[str]) -> None:
+        super().__init__(message)
+        self.stopped = stopped
+
+
 @dataclass
 class _Shot:
+    plan: int  # index into the burst's plan (focus, stage target); retakes repeat it
     stamp_ns: int
     focus_m: list[float]
     actuator: ActuatorState
@@ -122,6 +143,7 @@ class SequencerNode(Node):
         self._busy = threading.Lock()
         self._next_id = 1
         self._timing: dict[str, float] = {}
+        self._retakes = 0
         self._sets = _Sets()
         self.sync = ApproximateTimeSynchronizer(2 * len(names), self.params["queue_size"], self.params["slop_s"])
         self.sync.register_callback(self._on_set)
@@ -191,7 +213,7 @@ class SequencerNode(Node):
         result = CaptureSequence.Result()
         started = time.monotonic()
         try:
-            self._timing = {}
+            self._timing, self._retakes = {}, 0
             msg = self._run_burst(goal_handle)
             msg.sequence_id = self._next_id
             self._next_id += 1
@@ -199,8 +221,9 @@ class SequencerNode(Node):
                 self.publisher.publish(msg)
             result.success, result.sequence_id = True, msg.sequence_id
             spent = ", ".join(f"{k} {v:.2f}" for k, v in self._timing.items())
+            retaken = f"; {self._retakes} shot(s) retaken after lost images" if self._retakes else ""
             result.message = (f"sequence {msg.sequence_id}: {msg.num_shots} shots x {msg.num_cameras} cameras in "
-                              f"{time.monotonic() - started:.2f} s ({spent} s)")
+                              f"{time.monotonic() - started:.2f} s ({spent} s){retaken}")
             self.get_logger().info(result.message)
             goal_handle.succeed()
         except BurstCancelError as exc:
@@ -251,26 +274,18 @@ class SequencerNode(Node):
         with self._sets.cond:
             self._sets.by_stamp.clear()
         self.sync.clear()
-        shots: list[_Shot] = []
+        shots: list[_Shot] = []  # in time order; a lost shot leaves, its retake joins at the end
+        retakes: list[int] = []  # plan indices to take again
         for k in range(n_shots):
-            self._feedback(gh, k, n_shots, "moving" if targets is not None else "triggering", k / n_shots)
-            position = None
-            if targets is not None:
-                with self._timed("moves"):
-                    position = self._move(gh, k, targets[k])
-                    self._dwell(gh, k)
-            self._check_cancel(gh, k)
-            self._feedback(gh, k, n_shots, "triggering", (k + 0.3) / n_shots)
-            with self._timed("triggers"):
-                stamp_ns, used = self._trigger(gh, k, [float(f) for f in focus[k]])
-            shots.append(_Shot(stamp_ns, used, self._actuator_state(position, stamp_ns)))
-            self._feedback(gh, k, n_shots, "collecting", (k + 0.6) / n_shots)
+            shots.append(self._take(gh, k, n_shots, None if targets is None else targets[k], focus[k]))
             # Collect the previous shot's set while this one's images are in flight.
             if k > 0:
-                with self._timed("images"):
-                    self._collect(gh, k - 1, shots[k - 1])
-        with self._timed("images"):
-            self._collect(gh, n_shots - 1, shots[-1])
+                self._collect_or_retake(gh, shots, shots[-2], retakes)
+        self._collect_or_retake(gh, shots, shots[-1], retakes)
+        while retakes:
+            k = retakes.pop(0)
+            shots.append(self._take(gh, k, n_shots, None if targets is None else targets[k], focus[k], retake=True))
+            self._collect_or_retake(gh, shots, shots[-1], retakes)
         self._feedback(gh, n_shots - 1, n_shots, "estimating poses", 0.95)
         with self._timed("imu"):
             imu = self._imu_samples(burst_start_ns, shots, required=hand_held)
@@ -282,6 +297,39 @@ class SequencerNode(Node):
         poses = camera_poses(self.calibration, motion)
         with self._timed("message"):
             return self._sequence(goal, shots, poses, imu)
+
+    def _take(self, gh: ServerGoalHandle, k: int, n_shots: int, target: np.ndarray | None,
+              focus: list[float], retake: bool = False) -> _Shot:
+        """Shot k of the plan: stage to its target (hand-held: no move), dwell, trigger."""
+        first = "retaking" if retake else "moving" if target is not None else "triggering"
+        self._feedback(gh, k, n_shots, first, k / n_shots)
+        position = None
+        if target is not None:
+            with self._timed("moves"):
+                position = self._move(gh, k, target)
+                self._dwell(gh, k)
+        self._check_cancel(gh, k)
+        self._feedback(gh, k, n_shots, "triggering", (k + 0.3) / n_shots)
+        with self._timed("triggers"):
+            stamp_ns, used = self._trigger(gh, k, [float(f) for f in focus])
+        self._feedback(gh, k, n_shots, "collecting", (k + 0.6) / n_shots)
+        return _Shot(k, stamp_ns, used, self._actuator_state(position, stamp_ns))
+
+    def _collect_or_retake(self, gh: ServerGoalHandle, shots: list[_Shot], shot: _Shot, retakes: list[int]) -> None:
+        """Collect the shot's images; a lost set sends its plan index to `retakes` (while the
+        burst has retakes left and no camera has stopped)."""
+        try:
+            with self._timed("images"):
+                self._collect(gh, shot, later_shot=shot is not shots[-1])
+        except ImagesLostError as exc:
+            if exc.stopped:
+                raise
+            if self._retakes >= self.params["max_retakes"]:
+                raise BurstAbortError(f"{exc}; no retake left (max_retakes {self.params['max_retakes']})") from exc
+            self._retakes += 1
+            self.get_logger().warning(f"{exc}: taking shot {shot.plan} again")
+            shots.remove(shot)
+            retakes.append(shot.plan)
 
     @contextmanager
     def _timed(self, stage: str) -> Iterator[None]:
@@ -400,9 +448,12 @@ class SequencerNode(Node):
         state.header = Header(stamp=ns_to_stamp(stamp_ns), frame_id=latest.header.frame_id if latest else "")
         return state
 
-    def _collect(self, gh: ServerGoalHandle, shot_index: int, shot: _Shot) -> None:
+    def _collect(self, gh: ServerGoalHandle, shot: _Shot, later_shot: bool) -> None:
+        """Wait for the shot's synchronized set; ImagesLostError once a missing camera has delivered
+        a later image (for _LOSS_GRACE_S), or after frame_timeout_s."""
         slop = self.sync.slop_ns
         deadline = time.monotonic() + self.params["frame_timeout_s"]
+        overtaken_since: float | None = None
         with self._sets.cond:
             while True:
                 match = [s for s in self._sets.by_stamp if abs(s - shot.stamp_ns) < slop]
@@ -410,18 +461,44 @@ class SequencerNode(Node):
                     shot.frames = self._sets.by_stamp.pop(match[0])
                     return
                 if gh.is_cancel_requested:
-                    raise BurstCancelError(f"waiting for the images of shot {shot_index}")
-                left = deadline - time.monotonic()
-                if left <= 0:
+                    raise BurstCancelError(f"waiting for the images of shot {shot.plan}")
+                now = time.monotonic()
+                lacking = self._lacking(shot)
+                if lacking and all(self._delivered_after(i, shot) for i in lacking):
+                    overtaken_since = overtaken_since or now
+                    if now - overtaken_since >= _LOSS_GRACE_S:
+                        break
+                else:
+                    overtaken_since = None
+                if now >= deadline:
                     break
-                self._sets.cond.wait(min(left, 0.05))
-        missing = [f"cam{i // 2}/{'image_raw' if i % 2 == 0 else 'camera_info'}"
-                   for i in range(self.sync.num_inputs)
-                   if not any(abs(s - shot.stamp_ns) < slop for s in self.sync.queued_stamps(i))]
-        raise BurstAbortError(
-            f"shot {shot_index}: no complete set of images within {self.params['frame_timeout_s']:.1f} s of the "
-            f"trigger (stamp {shot.stamp_ns * 1e-9:.3f}); nothing from {', '.join(missing) or '?'}: camera stopped?"
-        )
+                self._sets.cond.wait(min(deadline - now, 0.05))
+            lacking = self._lacking(shot)
+            stopped = [i for i in lacking if later_shot and not self._delivered_after(i, shot)]
+        names = [self._input_name(i) for i in lacking]
+        if stopped:
+            raise ImagesLostError(
+                f"shot {shot.plan}: nothing from {', '.join(self._input_name(i) for i in stopped)} since its trigger "
+                f"(stamp {shot.stamp_ns * 1e-9:.3f}) while the other cameras went on: camera stopped?",
+                [self._input_name(i) for i in stopped])
+        raise ImagesLostError(
+            f"shot {shot.plan}: images lost (stamp {shot.stamp_ns * 1e-9:.3f}; no {', '.join(names) or '?'} "
+            f"within {self.params['frame_timeout_s']:.1f} s or before a later one)", [])
+
+    def _lacking(self, shot: _Shot) -> list[int]:
+        """Synchronizer inputs holding nothing at the shot's stamp."""
+        slop = self.sync.slop_ns
+        return [i for i in range(self.sync.num_inputs)
+                if not any(abs(s - shot.stamp_ns) < slop for s in self.sync.queued_stamps(i))]
+
+    def _delivered_after(self, index: int, shot: _Shot) -> bool:
+        """Whether input `index` delivered something stamped after the shot (still queued, or part
+        of a later complete set); caller holds self._sets.cond."""
+        after = shot.stamp_ns + self.sync.slop_ns
+        return any(s >= after for s in self._sets.by_stamp) or any(s >= after for s in self.sync.queued_stamps(index))
+
+    def _input_name(self, index: int) -> str:
+        return f"cam{index // 2}/{'image_raw' if index % 2 == 0 else 'camera_info'}"
 
     def _wait_imu_history(self, gh: ServerGoalHandle) -> None:
         """Hand-held: the buffer must reach back over the pre-burst window before the burst starts

@@ -104,11 +104,11 @@ class DepthNode(Node):
         far = changes.get("far_m", self.params["far_m"])
         if near > 0 and far > 0 and far <= near:
             return f"far_m ({far}) must exceed near_m ({near})"
-        self.params.update(changes)
-        self.estimator.max_width = int(self.params["max_width"])
-        self.estimator.max_sources = int(self.params["max_views"])
-        self.estimator.cross_check = str(self.params["cross_check"])
-        self.estimator.fill_below = float(self.params["fill_below_confidence"])
+        new = {**self.params, **changes}  # self.params takes the changes once this accepts them
+        self.estimator.max_width = int(new["max_width"])
+        self.estimator.max_sources = int(new["max_views"])
+        self.estimator.cross_check = str(new["cross_check"])
+        self.estimator.fill_below = float(new["fill_below_confidence"])
         return None
 
     def _on_sequence(self, msg: FocusSequence) -> None:

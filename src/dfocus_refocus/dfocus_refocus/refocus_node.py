@@ -86,7 +86,7 @@ def request_from_plane(plane: Any, **kwargs: Any) -> RefocusRequest:
 class RefocusNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("refocus", **kwargs)
-        self.params = declare_params(self, PARAMS, self._on_params)
+        self.params = declare_params(self, PARAMS)
         self.group = ReentrantCallbackGroup()
         self.cache = SequenceCache(self.params["cache_size"], self._prepare, self.params["min_confidence"])
         self._goal_lock = threading.Lock()
@@ -116,11 +116,6 @@ class RefocusNode(Node):
         self._preview_thread = threading.Thread(target=self._preview_loop, name="refocus-preview", daemon=True)
         self._preview_thread.start()
         self.get_logger().info(f"refocus ready (cache {self.params['cache_size']} sequences)")
-
-    # ---- parameters -------------------------------------------------------------------------
-    def _on_params(self, changes: dict[str, Any]) -> str | None:
-        self.params.update(changes)
-        return None
 
     def _bokeh(self) -> BokehParams:
         return BokehParams(layer_ratio=self.params["layer_ratio"], max_kernel_px=self.params["max_kernel_px"])

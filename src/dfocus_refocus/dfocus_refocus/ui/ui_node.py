@@ -79,7 +79,7 @@ POLL_S = 0.05
 class UiNode(Node):
     def __init__(self) -> None:
         super().__init__("ui")
-        self.params = declare_params(self, PARAMS, self._on_params)
+        self.params = declare_params(self, PARAMS)
         group = ReentrantCallbackGroup()
         self.refocus_client = ActionClient(self, Refocus, "refocus", callback_group=group)
         self.capture_client = ActionClient(self, CaptureSequence, "capture_sequence", callback_group=group)
@@ -106,10 +106,6 @@ class UiNode(Node):
     def close(self) -> None:
         """Stop the web server (run_node calls this before destroying the node)."""
         self.server.stop()
-
-    def _on_params(self, changes: dict[str, Any]) -> str | None:
-        self.params.update(changes)
-        return None
 
     # --- subscriptions (executor threads) -> server loop ---------------------------------------------
     def _on_plane_matched(self, info: Any) -> None:

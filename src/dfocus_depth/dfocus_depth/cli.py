@@ -62,6 +62,9 @@ def depth_command(argv: list[str]) -> int:
                    "check, about 2x the time (auto: for two images of two cameras, a stereo pair)")
     p.add_argument("--fill-below", type=float, default=FILL_BELOW_CONFIDENCE,
                    help="depth below this confidence takes the background of its reliable neighbours (0 = off)")
+    p.add_argument("--edge-median", action=argparse.BooleanOptionalAction, default=True,
+                   help="edge-aware weighted median guided by the image: depth edges on image edges, isolated "
+                   "mismatches dropped")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--weights", default=str(WEIGHTS))
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
@@ -76,7 +79,8 @@ def depth_command(argv: list[str]) -> int:
             rng = DepthRange(a.near_m or 0.1, a.far_m if a.far_m is not None else float("inf"))
         elif cal.source and Path(cal.source).is_file():
             rng = middlebury_range(Path(cal.source).read_text()) if len(cal) == 2 else None
-        est = DepthEstimator(a.weights, a.device, a.max_width, cross_check=a.cross_check, fill_below=a.fill_below)
+        est = DepthEstimator(a.weights, a.device, a.max_width, cross_check=a.cross_check, fill_below=a.fill_below,
+                             edge_median=a.edge_median)
         res = est.estimate(burst, rng, a.confidence_threshold)
     except (CalibrationError, BurstError, DepthInputError, WeightsError, ValueError) as exc:
         return _err(str(exc))

@@ -52,6 +52,8 @@ PARAMS = [
     ParamSpec("fill_below_confidence", FILL_BELOW_CONFIDENCE, "depth below this confidence is replaced by the "
               "background of its reliable neighbours along the epipolar direction (0 = keep the network's guess)",
               min=0.0, max=1.0),
+    ParamSpec("edge_median", False, "edge-aware weighted median guided by the image (depth edges on image edges, "
+              "isolated mismatches dropped): about 40 ms more per map at 320x240, beyond the 300 ms budget"),
     ParamSpec("max_views", 12, "most source views used per depth map (shot 0 of every camera first)", min=1, max=159),
     ParamSpec("confidence_threshold", 0.1, "depth below this confidence is published as NaN", min=0.0, max=1.0),
     ParamSpec("near_m", 0.0, "nearest depth swept (m); 0 = a quarter-image disparity at the widest baseline",
@@ -80,6 +82,7 @@ class DepthNode(Node):
         self.estimator = DepthEstimator(
             self.params["weights"] or WEIGHTS, self.params["device"], self.params["max_width"],
             self.params["max_views"], self.params["cross_check"], self.params["fill_below_confidence"],
+            self.params["edge_median"],
         )
         self.get_logger().info(f"depth network loaded on {self.estimator.device}")
         self._pub_depth = self.create_publisher(Image, "depth/image", LATCHED)
@@ -109,6 +112,7 @@ class DepthNode(Node):
         self.estimator.max_sources = int(new["max_views"])
         self.estimator.cross_check = str(new["cross_check"])
         self.estimator.fill_below = float(new["fill_below_confidence"])
+        self.estimator.edge_median = bool(new["edge_median"])
         return None
 
     def _on_sequence(self, msg: FocusSequence) -> None:

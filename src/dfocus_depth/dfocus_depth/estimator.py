@@ -19,6 +19,7 @@ from dfocus_depth.geometry import DepthInputError, DepthRange, WorkingViews, def
 from dfocus_depth.inputs import network_inputs
 from dfocus_depth.model import NUM_PLANES, DepthNet
 from dfocus_depth.upsample import joint_bilateral_upsample
+from dfocus_depth.weighted_median import weighted_median
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "depth_cnn.pt"
 # When to run the two-way check: always, never, or for two-camera bursts (a stereo pair: each view
@@ -77,6 +78,8 @@ class DepthEstimator:
     against each other (`cross_check.cross_check`): about twice the time, for cleaner depth edges
     and occlusions. Pixels that fail the check or whose confidence is below `fill_below` take the
     background of their reliable neighbours (`background_fill`); their confidence stays low.
+    With `edge_median` an edge-aware weighted median (`weighted_median`) then puts depth edges on
+    image edges and drops isolated mismatches (about 40 ms at 320x240 on this CPU).
     """
 
     def __init__(
@@ -87,6 +90,7 @@ class DepthEstimator:
         max_sources: int = 12,
         cross_check: str = "auto",
         fill_below: float = FILL_BELOW_CONFIDENCE,
+        edge_median: bool = True,
     ) -> None:
         if max_width < 32:
             raise DepthInputError(f"working width must be >= 32 pixels, got {max_width}")
@@ -100,6 +104,7 @@ class DepthEstimator:
         self.max_sources = max_sources
         self.cross_check = cross_check
         self.fill_below = fill_below
+        self.edge_median = edge_median
 
     def _infer(self, views: WorkingViews, rng: DepthRange) -> tuple[np.ndarray, np.ndarray]:
         """Inverse depth and confidence at working resolution."""
@@ -125,6 +130,8 @@ class DepthEstimator:
             replaced = float(failed.mean())
             unreliable |= failed
         inv = fill_unreliable(inv, ~unreliable, epipolar_along_rows(views.ref_camera, views.src_cameras[k]))
+        if self.edge_median:
+            inv = weighted_median(np.maximum(inv, 0.0), views.reference)
         inv_full, conf_full = joint_bilateral_upsample(
             np.stack([inv, conf]), views.reference, views.full_reference
         )

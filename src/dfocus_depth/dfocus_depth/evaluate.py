@@ -22,7 +22,7 @@ from dfocus_capture.calibration import ArrayCalibration, load_calibration
 from dfocus_depth.dataset import subset_burst
 from dfocus_depth.estimator import DepthEstimator
 from dfocus_depth.geometry import DepthRange, middlebury_range
-from dfocus_depth.stereo_baselines import fill_scanline, sgbm, sgbm_wls
+from dfocus_depth.stereo_baselines import fill_scanline, sgbm, sgbm_filled_median, sgbm_wls
 
 TEST_SEED_BASE = 5_000_000  # disjoint from the training (0..) and validation (900_000..) seeds
 EDGE_BAND_PX = 2
@@ -176,9 +176,10 @@ Method = Callable[[Case], np.ndarray]
 
 
 def network_method(estimator: DepthEstimator, two_views: bool, max_width: int | None = None,
-                   cross_check: str = "auto") -> Method:
-    estimator = copy.copy(estimator)  # shares the network, own working resolution and check
+                   cross_check: str = "auto", edge_median: bool = True) -> Method:
+    estimator = copy.copy(estimator)  # shares the network, own working resolution, check and median
     estimator.cross_check = cross_check
+    estimator.edge_median = edge_median
     if max_width is not None:
         estimator.max_width = max_width
 
@@ -216,18 +217,23 @@ def evaluate(cases: list[Case], methods: dict[str, Method]) -> list[dict[str, ob
 
 
 def default_methods(estimator: DepthEstimator, multi_view: bool, widths: tuple[int, ...] = ()) -> dict[str, Method]:
-    """The network (all views, and the classical methods' pair in one pass and two-way checked; at
-    each working width in `widths`, or the estimator's own) next to SGBM and SGBM + WLS."""
+    """The network (all views, with and without the edge median, and the classical methods' pair in
+    one pass and two-way checked; at each working width in `widths`, or the estimator's own) next to
+    SGBM, SGBM with its holes filled (and with the network's edge median too), and SGBM + WLS."""
     methods: dict[str, Method] = {}
     for width in widths or (estimator.max_width,):
         tag = f", working width {width}" if widths else ""
         if multi_view:
             methods[f"dfocus CNN (all views{tag})"] = network_method(estimator, False, width)
+            methods[f"dfocus CNN (all views, no edge median: the depth node's default{tag})"] = network_method(
+                estimator, False, width, edge_median=False)
         methods[f"dfocus CNN (the stereo pair, one pass{tag})"] = network_method(estimator, True, width, "off")
         methods[f"dfocus CNN (the stereo pair, two-way checked{tag})"] = network_method(estimator, True, width, "on")
     methods["OpenCV StereoSGBM"] = lambda c: sgbm(c.left, c.right, c.num_disparities)
     methods["OpenCV StereoSGBM, holes filled (scanline background)"] = lambda c: fill_scanline(
         sgbm(c.left, c.right, c.num_disparities))
+    methods["OpenCV StereoSGBM, holes filled, then the network's edge median"] = lambda c: sgbm_filled_median(
+        c.left, c.right, c.num_disparities)
     methods["SGBM + WLS (own FGS)"] = lambda c: sgbm_wls(c.left, c.right, c.num_disparities)
     return methods
 

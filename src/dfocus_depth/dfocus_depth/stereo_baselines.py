@@ -1,4 +1,5 @@
-"""Classical stereo peers for the evaluation: OpenCV StereoSGBM, and SGBM + WLS filtering.
+"""Classical stereo peers for the evaluation: OpenCV StereoSGBM, its holes filled (and then the
+network's edge median), and SGBM + WLS filtering.
 
 cv2.ximgproc (DisparityWLSFilter) is only in opencv-contrib, whose 4.x wheel would overwrite the
 project's opencv-python-headless cv2 package, so the WLS filter is implemented here following
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 from dfocus_depth.consistency import fill_background
+from dfocus_depth.weighted_median import weighted_median
 
 SGBM_BLOCK = 5
 WLS_LAMBDA = 8000.0
@@ -102,3 +104,12 @@ def fill_scanline(disp: np.ndarray) -> np.ndarray:
     value = torch.from_numpy(np.ascontiguousarray(disp, np.float32))[None, None]
     filled = fill_background(value, torch.isfinite(value), torch.tensor([True]))
     return filled[0, 0].numpy()
+
+
+def sgbm_filled_median(left: np.ndarray, right: np.ndarray, num_disparities: int = 64) -> np.ndarray:
+    """SGBM with its holes filled, then the edge-aware weighted median the network's output gets:
+    what the same post-processing does for the classical matcher."""
+    disp = fill_scanline(sgbm(left, right, num_disparities))
+    known = np.isfinite(disp)  # rows SGBM left empty stay empty
+    out = weighted_median(np.where(known, disp, 0.0), left.astype(np.float32) / 255.0)
+    return np.where(known, out, np.nan).astype(np.float32)

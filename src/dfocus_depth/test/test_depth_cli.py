@@ -67,8 +67,9 @@ def test_the_low_confidence_fill_can_be_turned_off(scene: tuple[Path, list[str],
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     tmp, images, _ = scene
     conf = tmp / "conf.npy"
+    # Without the edge median, whose window would carry the fills into their neighbours.
     args = ["--calibration", str(tmp / "array.yaml"), "--max-width", "96", "--near-m", "0.2", "--confidence",
-            str(conf), *images]
+            str(conf), "--no-edge-median", *images]
     assert depth_command([*args, "--out", str(tmp / "filled.npy"), "--fill-below", "0.9"]) == 0
     filled = np.load(tmp / "filled.npy")
     share = float(capsys.readouterr().out.split(" % background-filled")[0].rsplit(" ", 1)[1])
@@ -114,3 +115,15 @@ def test_bad_input_exits_2_with_reason(scene: tuple[Path, list[str], np.ndarray]
     assert depth_command(args) == 2
     err = capsys.readouterr().err
     assert reason in err and not (tmp / "x.npy").exists()
+
+
+def test_the_edge_median_can_be_turned_off(scene: tuple[Path, list[str], np.ndarray]) -> None:
+    tmp, images, gt = scene
+    args = ["--calibration", str(tmp / "array.yaml"), "--max-width", "96", "--near-m", "0.2", *images]
+    assert depth_command([*args, "--out", str(tmp / "median.npy")]) == 0
+    assert depth_command([*args, "--out", str(tmp / "plain.npy"), "--no-edge-median"]) == 0
+    median, plain = np.load(tmp / "median.npy"), np.load(tmp / "plain.npy")
+    assert not np.allclose(median, plain, equal_nan=True)
+    for depth in (median, plain):
+        ok = np.isfinite(depth)
+        assert ok.mean() > 0.9 and np.median(np.abs(depth[ok] - gt[ok]) / gt[ok]) < 0.25

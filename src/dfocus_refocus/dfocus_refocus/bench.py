@@ -103,7 +103,7 @@ def _estimated_depth(burst: Any) -> np.ndarray | None:
     try:
         from dfocus_depth.estimator import DepthEstimator
 
-        return DepthEstimator(device="cpu").estimate(burst).depth
+        return DepthEstimator(device="cpu", edge_median=False).estimate(burst).depth  # the depth node's defaults
     except (ImportError, RuntimeError, ValueError, OSError) as exc:
         sys.stderr.write(f"refocus bench: no CNN depth row ({exc})\n")
         return None

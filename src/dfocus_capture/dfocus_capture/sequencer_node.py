@@ -13,12 +13,13 @@ A shot whose images do not all arrive (best-effort transport loses one now and t
 again at the end of the burst, same focus and stage target, up to `max_retakes` times per burst:
 the loss is known as soon as a later image of the missing camera arrives, or after
 `frame_timeout_s`. A camera that delivers nothing after the lost shot while the others go on has
-stopped: no retake. Feedback per shot; cancel is honoured between and during the steps (nothing is
-published); any failure (refused or stuck move, trigger failure, a stopped camera, losses beyond
-the retakes, missing IMU) aborts the goal with the reason and nothing is published, and the node
-keeps serving. One goal at
-a time: a goal arriving while a burst runs is rejected (a burst is a physical sequence that
-cannot be shared or resumed; cancel the running one first).
+stopped: no retake.
+
+Feedback per shot; cancel is honoured between and during the steps (nothing is published); any
+failure (refused or stuck move, trigger failure, a stopped camera, losses beyond the retakes,
+missing IMU) aborts the goal with the reason and nothing is published, and the node keeps serving.
+One goal at a time: a goal arriving while a burst runs is rejected (a burst is a physical sequence
+that cannot be shared or resumed; cancel the running one first).
 """
 
 from __future__ import annotations
@@ -474,13 +475,12 @@ class SequencerNode(Node):
                     break
                 self._sets.cond.wait(min(deadline - now, 0.05))
             lacking = self._lacking(shot)
-            stopped = [i for i in lacking if later_shot and not self._delivered_after(i, shot)]
+            stopped = [self._input_name(i) for i in lacking if later_shot and not self._delivered_after(i, shot)]
         names = [self._input_name(i) for i in lacking]
         if stopped:
             raise ImagesLostError(
-                f"shot {shot.plan}: nothing from {', '.join(self._input_name(i) for i in stopped)} since its trigger "
-                f"(stamp {shot.stamp_ns * 1e-9:.3f}) while the other cameras went on: camera stopped?",
-                [self._input_name(i) for i in stopped])
+                f"shot {shot.plan}: nothing from {', '.join(stopped)} since its trigger (stamp "
+                f"{shot.stamp_ns * 1e-9:.3f}) while the other cameras went on: camera stopped?", stopped)
         raise ImagesLostError(
             f"shot {shot.plan}: images lost (stamp {shot.stamp_ns * 1e-9:.3f}; no {', '.join(names) or '?'} "
             f"within {self.params['frame_timeout_s']:.1f} s or before a later one)", [])

@@ -131,7 +131,7 @@ class DepthEstimator:
             unreliable |= failed
         inv = fill_unreliable(inv, ~unreliable, epipolar_along_rows(views.ref_camera, views.src_cameras[k]))
         if self.edge_median:
-            inv = weighted_median(np.maximum(inv, 0.0), views.reference)
+            inv = weighted_median(np.maximum(inv, 0.0), views.reference, conf)
         inv_full, conf_full = joint_bilateral_upsample(
             np.stack([inv, conf]), views.reference, views.full_reference
         )

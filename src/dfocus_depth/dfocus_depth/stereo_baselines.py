@@ -108,7 +108,9 @@ def fill_scanline(disp: np.ndarray) -> np.ndarray:
 
 def sgbm_filled_median(left: np.ndarray, right: np.ndarray, num_disparities: int = 64) -> np.ndarray:
     """SGBM with its holes filled, then the edge-aware weighted median the network's output gets:
-    what the same post-processing does for the classical matcher."""
+    what the same post-processing does for the classical matcher. Colour weights only: with SGBM's
+    validity as the confidence (1 matched, 0 filled) it scored worse on Middlebury (1.51 against
+    1.42 px), so the peer gets its better variant."""
     disp = fill_scanline(sgbm(left, right, num_disparities))
     known = np.isfinite(disp)  # rows SGBM left empty stay empty
     out = weighted_median(np.where(known, disp, 0.0), left.astype(np.float32) / 255.0)

@@ -5,8 +5,10 @@ image edges, and single mismatches survive in textured areas. A median over a wi
 are weighted by their colour likeness to the centre pixel moves each depth edge onto the image
 edge (samples across it weigh little) and drops isolated outliers, without the blur a mean would
 add at the jump (Ma et al., "Constant Time Weighted Median Filtering for Stereo Matching and
-Beyond", ICCV 2013; MC-CNN ends its pipeline with a median filter too). Measured (13x13 span,
-25 samples): Middlebury Motorcycle 1.56 -> 1.48 px, simulator 5 views 2.04 -> 1.81 px.
+Beyond", ICCV 2013; MC-CNN ends its pipeline with a median filter too). With a confidence map,
+each sample's weight is also scaled by its confidence (plus a floor), so the pixels the network
+vouches for outvote its guesses. Measured (13x13 span, 25 samples): Middlebury Motorcycle 1.56 ->
+1.48 px by colour alone, 1.45 px with the confidence; simulator 5 views 2.04 -> 1.81 / 1.79 px.
 
 The window is sparse, (2 radius + 1)^2 samples `step` pixels apart: as far-reaching as a dense
 window step^2 times its size at a fraction of the cost. The median is exact: one numpy sort per
@@ -23,6 +25,9 @@ import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
 RADIUS = 2  # samples each side of the centre: a 5x5 pattern
 STEP = 3  # pixels between samples: the pattern spans 13x13 pixels
 SIGMA = 10.0 / 255.0  # mean absolute RGB difference (0..1 images) at which a sample weighs 1/e
+# A sample's weight scales with (confidence + this): a guess still counts where nothing better is
+# near (0.15-0.5 scored alike on Middlebury and the simulator).
+CONFIDENCE_FLOOR = 0.3
 _INDEX_BITS = 8
 
 
@@ -30,12 +35,15 @@ class WeightedMedianError(ValueError):
     """Inputs the filter cannot take (shape mismatch, negative or non-finite values, a huge window)."""
 
 
-def weighted_median(value: np.ndarray, guide: np.ndarray, radius: int = RADIUS, step: int = STEP,
-                    sigma: float = SIGMA) -> np.ndarray:
-    """value [h,w] float >= 0 (inverse depth), guide [h,w,3] RGB 0..1 -> filtered [h,w] float32."""
+def weighted_median(value: np.ndarray, guide: np.ndarray, confidence: np.ndarray | None = None,
+                    radius: int = RADIUS, step: int = STEP, sigma: float = SIGMA) -> np.ndarray:
+    """value [h,w] float >= 0 (inverse depth), guide [h,w,3] RGB 0..1, confidence [h,w] 0..1 or
+    None -> filtered [h,w] float32."""
     h, w = value.shape
     if guide.shape != (h, w, 3):
         raise WeightedMedianError(f"guide {guide.shape} does not match the map {value.shape}")
+    if confidence is not None and (confidence.shape != (h, w) or not np.all(np.isfinite(confidence))):
+        raise WeightedMedianError(f"confidence {confidence.shape} must be finite and match the map {value.shape}")
     if not np.all(np.isfinite(value)) or value.min(initial=0.0) < 0:
         raise WeightedMedianError("the map must be finite and >= 0")
     taps = [(dy * step, dx * step) for dy in range(-radius, radius + 1) for dx in range(-radius, radius + 1)]
@@ -46,6 +54,10 @@ def weighted_median(value: np.ndarray, guide: np.ndarray, radius: int = RADIUS, 
     g = torch.from_numpy(np.ascontiguousarray(guide, np.float32)).permute(2, 0, 1)
     bits = F.pad(v[None, None], (pad,) * 4, mode="replicate")[0, 0].view(torch.int32).long() << _INDEX_BITS
     gp = F.pad(g[None], (pad,) * 4, mode="replicate")[0]
+    trust = None
+    if confidence is not None:
+        c = torch.from_numpy(np.ascontiguousarray(confidence, np.float32)).clamp(0, 1) + CONFIDENCE_FLOOR
+        trust = F.pad(c[None, None], (pad,) * 4, mode="replicate")[0, 0]
     keys = torch.empty((len(taps), h, w), dtype=torch.int64)
     weights = torch.empty((len(taps), h, w))
     for k, (dy, dx) in enumerate(taps):
@@ -53,6 +65,9 @@ def weighted_median(value: np.ndarray, guide: np.ndarray, radius: int = RADIUS, 
         torch.add(bits[y:y + h, x:x + w], k, out=keys[k])
         torch.sum((gp[:, y:y + h, x:x + w] - g).abs_(), dim=0, out=weights[k])
     weights.mul_(-1.0 / (3.0 * sigma)).exp_()
+    if trust is not None:
+        for k, (dy, dx) in enumerate(taps):
+            weights[k].mul_(trust[pad + dy:pad + dy + h, pad + dx:pad + dx + w])
     # Samples last (one contiguous row per pixel) for the sort and the running weight.
     rows = keys.permute(1, 2, 0).contiguous().numpy()
     rows.sort(axis=2)

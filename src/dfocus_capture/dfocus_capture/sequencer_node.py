@@ -278,14 +278,14 @@ class SequencerNode(Node):
         shots: list[_Shot] = []  # in time order; a lost shot leaves, its retake joins at the end
         retakes: list[int] = []  # plan indices to take again
         for k in range(n_shots):
-            shots.append(self._take(gh, k, n_shots, None if targets is None else targets[k], focus[k]))
+            shots.append(self._take(gh, k, n_shots, targets, focus))
             # Collect the previous shot's set while this one's images are in flight.
             if k > 0:
                 self._collect_or_retake(gh, shots, shots[-2], retakes)
         self._collect_or_retake(gh, shots, shots[-1], retakes)
         while retakes:
             k = retakes.pop(0)
-            shots.append(self._take(gh, k, n_shots, None if targets is None else targets[k], focus[k], retake=True))
+            shots.append(self._take(gh, k, n_shots, targets, focus, retake=True))
             self._collect_or_retake(gh, shots, shots[-1], retakes)
         self._feedback(gh, n_shots - 1, n_shots, "estimating poses", 0.95)
         with self._timed("imu"):
@@ -299,9 +299,10 @@ class SequencerNode(Node):
         with self._timed("message"):
             return self._sequence(goal, shots, poses, imu)
 
-    def _take(self, gh: ServerGoalHandle, k: int, n_shots: int, target: np.ndarray | None,
-              focus: list[float], retake: bool = False) -> _Shot:
-        """Shot k of the plan: stage to its target (hand-held: no move), dwell, trigger."""
+    def _take(self, gh: ServerGoalHandle, k: int, n_shots: int, targets: np.ndarray | None,
+              focus: np.ndarray, retake: bool = False) -> _Shot:
+        """Shot k of the plan: stage to its target (hand-held, no targets: no move), dwell, trigger."""
+        target = None if targets is None else targets[k]
         first = "retaking" if retake else "moving" if target is not None else "triggering"
         self._feedback(gh, k, n_shots, first, k / n_shots)
         position = None
@@ -312,7 +313,7 @@ class SequencerNode(Node):
         self._check_cancel(gh, k)
         self._feedback(gh, k, n_shots, "triggering", (k + 0.3) / n_shots)
         with self._timed("triggers"):
-            stamp_ns, used = self._trigger(gh, k, [float(f) for f in focus])
+            stamp_ns, used = self._trigger(gh, k, [float(f) for f in focus[k]])
         self._feedback(gh, k, n_shots, "collecting", (k + 0.6) / n_shots)
         return _Shot(k, stamp_ns, used, self._actuator_state(position, stamp_ns))
 

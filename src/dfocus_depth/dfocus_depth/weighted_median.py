@@ -64,10 +64,9 @@ def weighted_median(value: np.ndarray, guide: np.ndarray, confidence: np.ndarray
         y, x = pad + dy, pad + dx
         torch.add(bits[y:y + h, x:x + w], k, out=keys[k])
         torch.sum((gp[:, y:y + h, x:x + w] - g).abs_(), dim=0, out=weights[k])
-    weights.mul_(-1.0 / (3.0 * sigma)).exp_()
-    if trust is not None:
-        for k, (dy, dx) in enumerate(taps):
-            weights[k].mul_(trust[pad + dy:pad + dy + h, pad + dx:pad + dx + w])
+        weights[k].mul_(-1.0 / (3.0 * sigma)).exp_()
+        if trust is not None:
+            weights[k].mul_(trust[y:y + h, x:x + w])
     # Samples last (one contiguous row per pixel) for the sort and the running weight.
     rows = keys.permute(1, 2, 0).contiguous().numpy()
     rows.sort(axis=2)

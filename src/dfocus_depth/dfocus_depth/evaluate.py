@@ -3,6 +3,8 @@ held-out simulator scenes and on the real Middlebury Motorcycle pair (scikit-ima
 
 Errors are disparities in pixels of the stereo pair the classical methods see (the reference and
 the camera to its right); the network turns its depth into that disparity, d = f B / Z - doffs.
+Every method searches the same disparities: 0..ndisp of the Middlebury calib.txt, or on the
+simulator a bound on the scene's (its largest disparity + 10 %, in steps of 16 for SGBM).
 """
 
 from __future__ import annotations
@@ -149,10 +151,12 @@ def synthetic_cases(count: int, width: int, seed_base: int = TEST_SEED_BASE) -> 
         ref = burst.reference
         f_b = ref.camera.fx * float(cal.cameras[right].T_ref_cam[0, 3])
         gt = (f_b / sb.gt_depth).astype(np.float32)
+        # Like Middlebury's ndisp: a bound on the scene's disparities that every method searches.
+        ndisp = int(math.ceil(float(np.max(gt)) * 1.1 / 16) * 16) or 16
         cases.append(Case(
             name=f"sim seed {seed_base + i}", burst=burst, left=ref.image, right=burst.frame(0, right).image,
             gt_disp=gt, f_px=ref.camera.fx, baseline_m=float(cal.cameras[right].T_ref_cam[0, 3]), doffs=0.0,
-            num_disparities=int(math.ceil(float(np.max(gt)) * 1.1 / 16) * 16) or 16, depth_range=None,
+            num_disparities=ndisp, depth_range=DepthRange(near_m=f_b / ndisp, far_m=math.inf),
             masks={"occlusion edges": edge_band(gt), "specular": sb.specular_mask.astype(bool),
                    "textureless": sb.textureless_mask.astype(bool)},
         ))
@@ -176,7 +180,9 @@ Method = Callable[[Case], np.ndarray]
 
 
 def network_method(estimator: DepthEstimator, two_views: bool, max_width: int | None = None,
-                   cross_check: str = "auto", edge_median: bool = True) -> Method:
+                   cross_check: str = "auto", edge_median: bool = True, case_range: bool = True) -> Method:
+    """The network on a case; with `case_range` False it sweeps its default range (a quarter-image
+    disparity at the widest baseline, as the depth node without near_m) instead of the case's."""
     estimator = copy.copy(estimator)  # shares the network, own working resolution, check and median
     estimator.cross_check = cross_check
     estimator.edge_median = edge_median
@@ -187,7 +193,7 @@ def network_method(estimator: DepthEstimator, two_views: bool, max_width: int | 
         burst = case.burst
         if two_views and burst.num_cameras > 2:
             burst = subset_burst(burst, [burst.reference_index, _right_neighbour(burst.calibration())])
-        res = estimator.estimate(burst, case.depth_range)
+        res = estimator.estimate(burst, case.depth_range if case_range else None)
         with np.errstate(divide="ignore", invalid="ignore"):
             return (case.f_px * case.baseline_m / res.depth - case.doffs).astype(np.float32)
     return run
@@ -227,6 +233,8 @@ def default_methods(estimator: DepthEstimator, multi_view: bool, widths: tuple[i
             methods[f"dfocus CNN (all views{tag})"] = network_method(estimator, False, width)
             methods[f"dfocus CNN (all views, no edge median: the depth node's default{tag})"] = network_method(
                 estimator, False, width, edge_median=False)
+            methods[f"dfocus CNN (all views, its default range instead of the scene's{tag})"] = network_method(
+                estimator, False, width, case_range=False)
         methods[f"dfocus CNN (the stereo pair, one pass{tag})"] = network_method(estimator, True, width, "off")
         methods[f"dfocus CNN (the stereo pair, two-way checked{tag})"] = network_method(estimator, True, width, "on")
     methods["OpenCV StereoSGBM"] = lambda c: sgbm(c.left, c.right, c.num_disparities)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dfocus_depth.background_fill import fill_unreliable
+from dfocus_depth.background_fill import fill_unreliable, occlusion_sized
 
 NEAR, WALL = 2.0, 0.5  # inverse depths, m^-1
 
@@ -47,3 +47,20 @@ def test_columns_are_used_when_the_epipolar_lines_are_vertical() -> None:
 def test_nothing_to_fill_returns_the_map() -> None:
     inv = _scene()
     assert fill_unreliable(inv, np.ones(inv.shape, bool), along_rows=True) is inv
+
+
+PX_PER_INV = 10.0  # disparity px per m^-1: the box's edge is a 15 px disparity jump
+
+
+def test_only_runs_as_wide_as_the_depth_jump_count_as_occlusions() -> None:
+    inv = _scene()
+    failed = np.zeros(inv.shape, bool)
+    failed[0:5, 25:40] = True  # 15 px beside the box: what the other camera cannot see
+    failed[10:15, 3:35] = True  # 32 px inside the wall: a mismatch both views made, no occlusion
+    failed[20:25, 0:30] = True  # reaching the border: the strip the other camera never sees
+    fits = occlusion_sized(failed, inv, True, PX_PER_INV, margin_px=2.0)
+    assert fits[0:5, 25:40].all() and fits[20:25, 0:30].all()
+    assert not fits[10:15].any()
+    assert not (fits & ~failed).any()
+    # Columns: the same run along a vertical epipolar line.
+    np.testing.assert_array_equal(occlusion_sized(failed.T, inv.T, False, PX_PER_INV, margin_px=2.0), fits.T)

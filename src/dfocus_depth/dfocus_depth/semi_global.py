@@ -31,15 +31,17 @@ def semi_global(cost: Tensor, p1: Tensor, p2: Tensor) -> Tensor:
 def _both_ways(cost: Tensor, p1: Tensor, p2: Tensor) -> Tensor:
     """Path costs along the last axis, forwards plus backwards (one loop over a doubled batch)."""
     B = cost.shape[0]
-    c = torch.cat([cost, cost.flip(-1)], dim=0)
-    prev = c[..., 0]
+    # Steps first, so each step reads and writes one contiguous block (strided per-step slices
+    # made the loop half as slow again: 32 -> 23 ms at 160x120x32 planes on this CPU).
+    c = torch.cat([cost, cost.flip(-1)], dim=0).permute(3, 0, 1, 2).contiguous()
+    prev = c[0]
     paths = [prev]
-    for x in range(1, c.shape[-1]):
+    for x in range(1, c.shape[0]):
         lowest = prev.amin(dim=1, keepdim=True)
         neighbours = torch.minimum(F.pad(prev[:, 1:], (0, 0, 0, 1), value=_OUTSIDE),
                                    F.pad(prev[:, :-1], (0, 0, 1, 0), value=_OUTSIDE))
         best = torch.minimum(torch.minimum(prev, neighbours + p1), lowest + p2)
-        prev = c[..., x] + best - lowest
+        prev = c[x] + best - lowest
         paths.append(prev)
-    out = torch.stack(paths, dim=-1)
+    out = torch.stack(paths).permute(1, 2, 3, 0)
     return out[:B] + out[B:].flip(-1)

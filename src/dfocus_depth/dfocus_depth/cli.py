@@ -127,13 +127,25 @@ def train_command(argv: list[str]) -> int:
 
 
 def eval_command(argv: list[str]) -> int:
-    from dfocus_depth.evaluate import default_methods, evaluate, markdown_table, motorcycle_case, synthetic_cases
+    from dfocus_depth.evaluate import (
+        default_methods,
+        evaluate,
+        markdown_table,
+        middlebury_folder_case,
+        motorcycle_case,
+        synthetic_cases,
+    )
 
     p = argparse.ArgumentParser(prog="dfocus eval-depth", description="Depth accuracy against StereoSGBM (+WLS).")
     p.add_argument("--synthetic", type=int, default=8, help="held-out simulator scenes")
     p.add_argument("--width", type=int, default=320, help="resolution of the simulated test scenes")
     p.add_argument("--max-width", type=int, default=384, help="working resolution of the network (Middlebury: "
                    "this and its full 741 px width)")
+    p.add_argument("--middlebury", nargs="+", default=[], metavar="DIR",
+                   help="also your own rectified pairs with ground truth, one folder each in the Middlebury "
+                   "2014 layout: im0.png, im1.png, calib.txt (with ndisp), disp0.pfm or disp0GT.pfm")
+    p.add_argument("--motorcycle", action=argparse.BooleanOptionalAction, default=True,
+                   help="the Middlebury Motorcycle pair shipped with scikit-image")
     p.add_argument("--weights", default=str(WEIGHTS))
     p.add_argument("--out", default="bench/depth_eval.md")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
@@ -141,7 +153,8 @@ def eval_command(argv: list[str]) -> int:
     set_threads(a.threads)
     try:
         est = DepthEstimator(a.weights, "auto", a.max_width)
-    except (WeightsError, DepthInputError) as exc:
+        folders = [middlebury_folder_case(Path(d)) for d in a.middlebury]
+    except (WeightsError, DepthInputError, CalibrationError, BurstError, ValueError) as exc:
         return _err(str(exc))
     sections = []
     if a.synthetic > 0:
@@ -149,9 +162,13 @@ def eval_command(argv: list[str]) -> int:
         sections.append(markdown_table(
             f"Held-out simulator scenes ({a.synthetic}, 5-camera array of config/camera_array.yaml at {a.width} px "
             "wide; disparity of the cam0-cam2 pair)", rows))
-    with tempfile.TemporaryDirectory() as tmp:
-        rows = evaluate([motorcycle_case(Path(tmp))], default_methods(est, False, (a.max_width, 741)))
-    sections.append(markdown_table("Middlebury 2014 Motorcycle (real, scikit-image quarter scale, 741x500)", rows))
+    if a.motorcycle:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = evaluate([motorcycle_case(Path(tmp))], default_methods(est, False, (a.max_width, 741)))
+        sections.append(markdown_table("Middlebury 2014 Motorcycle (real, scikit-image quarter scale, 741x500)", rows))
+    for case in folders:  # the CLI's working width for `dfocus depth` next to --max-width
+        rows = evaluate([case], default_methods(est, False, (a.max_width, 768)))
+        sections.append(markdown_table(case.name, rows))
     text = "\n".join(sections)
     sys.stdout.write(text)
     out = Path(a.out)

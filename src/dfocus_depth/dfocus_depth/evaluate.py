@@ -114,6 +114,29 @@ def occluded(gt_disp: np.ndarray, margin_px: float = 1.0) -> np.ndarray:
     return valid & (~inside | behind)
 
 
+def middlebury_case(name: str, left: np.ndarray, right: np.ndarray, disp: np.ndarray, calib_path: Path,
+                    num_disparities: int | None = None) -> Case:
+    """A rectified pair (RGB uint8) with its ground-truth left disparity (non-finite: unknown) and a
+    Middlebury calib.txt, read like any user's file. SGBM searches `num_disparities`, by default
+    the calibration's ndisp rounded up to 16; the network sweeps 0..ndisp."""
+    text = calib_path.read_text()
+    cal = load_calibration(calib_path)
+    rng = middlebury_range(text)
+    if rng is None:
+        raise ValueError(f"{calib_path} declares no ndisp: the methods would not search the same disparities")
+    cam = cal.cameras[0]
+    f_b = cam.fx * float(cal.cameras[1].T_ref_cam[0, 3])
+    doffs = float(cam.extra.get("doffs", 0.0))
+    ndisp = f_b / rng.near_m - doffs
+    gt = np.where(np.isfinite(disp), disp, np.nan).astype(np.float32)
+    return Case(
+        name=name, burst=burst_from_images([left, right], cal), left=left, right=right, gt_disp=gt,
+        f_px=cam.fx, baseline_m=float(cal.cameras[1].T_ref_cam[0, 3]), doffs=doffs,
+        num_disparities=num_disparities or int(math.ceil(ndisp / 16) * 16), depth_range=rng,
+        masks={"occlusion edges": edge_band(gt), "occluded in the right view": occluded(gt)},
+    )
+
+
 def motorcycle_case(calib_dir: Path) -> Case:
     """The real Middlebury pair, read through a Middlebury calib.txt like any user's file."""
     from skimage.data import stereo_motorcycle
@@ -121,16 +144,28 @@ def motorcycle_case(calib_dir: Path) -> Case:
     left, right, disp = stereo_motorcycle()
     calib_path = calib_dir / "motorcycle_calib.txt"
     calib_path.write_text(MOTORCYCLE_CALIB)
-    cal = load_calibration(calib_path)
-    burst = burst_from_images([left, right], cal)
-    gt = np.where(np.isfinite(disp), disp, np.nan).astype(np.float32)
-    return Case(
-        name="Middlebury Motorcycle (real, 741x500)", burst=burst, left=left, right=right, gt_disp=gt,
-        f_px=cal.cameras[0].fx, baseline_m=float(cal.cameras[1].T_ref_cam[0, 3]),
-        doffs=float(cal.cameras[0].extra.get("doffs", 0.0)), num_disparities=64,
-        depth_range=middlebury_range(MOTORCYCLE_CALIB),
-        masks={"occlusion edges": edge_band(gt), "occluded in the right view": occluded(gt)},
-    )
+    # SGBM keeps the 64 disparities it was first given (the pair's reach 60).
+    return middlebury_case("Middlebury Motorcycle (real, 741x500)", left, right, disp, calib_path, 64)
+
+
+def middlebury_folder_case(folder: Path) -> Case:
+    """A Middlebury 2014/2021-style folder: im0.png, im1.png, calib.txt, disp0.pfm (or disp0GT.pfm)."""
+    def image(name: str) -> np.ndarray:
+        img = cv2.imread(str(folder / name), cv2.IMREAD_COLOR)
+        if img is None:
+            raise ValueError(f"cannot read {folder / name}")
+        return np.asarray(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+
+    pfm = next((folder / n for n in ("disp0.pfm", "disp0GT.pfm") if (folder / n).is_file()), None)
+    disp = None if pfm is None else cv2.imread(str(pfm), cv2.IMREAD_UNCHANGED)
+    if disp is None:
+        raise ValueError(f"{folder} has no readable disp0.pfm or disp0GT.pfm")
+    left, right = image("im0.png"), image("im1.png")
+    if disp.shape != left.shape[:2] or right.shape != left.shape:
+        raise ValueError(f"{folder}: im0 {left.shape[:2]}, im1 {right.shape[:2]} and the disparity "
+                         f"{disp.shape} differ in size")
+    h, w = left.shape[:2]
+    return middlebury_case(f"{folder.name} ({w}x{h})", left, right, disp.astype(np.float32), folder / "calib.txt")
 
 
 def synthetic_cases(count: int, width: int, seed_base: int = TEST_SEED_BASE) -> list[Case]:

@@ -139,8 +139,8 @@ def eval_command(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="dfocus eval-depth", description="Depth accuracy against StereoSGBM (+WLS).")
     p.add_argument("--synthetic", type=int, default=8, help="held-out simulator scenes")
     p.add_argument("--width", type=int, default=320, help="resolution of the simulated test scenes")
-    p.add_argument("--max-width", type=int, default=384, help="working resolution of the network (Middlebury: "
-                   "this and its full 741 px width)")
+    p.add_argument("--max-width", type=int, default=384, help="working resolution of the network (real pairs: "
+                   "this and 741 px, Motorcycle's full width, or 768 px for --middlebury folders, as `dfocus depth`)")
     p.add_argument("--middlebury", nargs="+", default=[], metavar="DIR",
                    help="also your own rectified pairs with ground truth, one folder each in the Middlebury "
                    "2014 layout: im0.png, im1.png, calib.txt (with ndisp), disp0.pfm or disp0GT.pfm")

@@ -127,7 +127,7 @@ def middlebury_case(name: str, left: np.ndarray, right: np.ndarray, disp: np.nda
     cam = cal.cameras[0]
     f_b = cam.fx * float(cal.cameras[1].T_ref_cam[0, 3])
     doffs = float(cam.extra.get("doffs", 0.0))
-    ndisp = f_b / rng.near_m - doffs
+    ndisp = f_b / rng.near_m - doffs  # the largest disparity the network sweeps
     gt = np.where(np.isfinite(disp), disp, np.nan).astype(np.float32)
     return Case(
         name=name, burst=burst_from_images([left, right], cal), left=left, right=right, gt_disp=gt,

@@ -52,6 +52,10 @@ def test_full_graph_runs_every_node_in_the_namespace() -> None:
     assert {n.namespace for n in plan.nodes} == {"/dfocus"}
     assert ("backend", "sim") in by_name["camera_array"].params
     assert by_name["camera_array"].respawn and by_name["camera_array"].respawn_delay == 2.0
+    # The depth sweep starts where the simulated scenes do; real cameras keep the calibration's reach.
+    assert ("near_m", "0.3") in by_name["depth"].params
+    v4l2 = load_launch(LAUNCH / "dfocus_v4l2.launch.yaml", REQUIRED["dfocus_v4l2.launch.yaml"])
+    assert ("near_m", "0.0") in next(n for n in v4l2.nodes if n.name == "depth").params
     replay = load_launch(LAUNCH / "dfocus_replay.launch.yaml", {"bag": "/tmp/b", "namespace": "lab"})
     assert {n.name for n in replay.nodes} == {"bag_player", "depth", "refocus"}
     assert all(("use_sim_time", "true") in n.params for n in replay.nodes if n.name != "bag_player")

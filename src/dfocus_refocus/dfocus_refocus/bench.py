@@ -6,6 +6,7 @@ with enfuse and a max-Laplacian pick), and refocus / preview speed from cached r
 
 from __future__ import annotations
 
+import math
 import multiprocessing as mp
 import os
 import resource
@@ -101,9 +102,13 @@ def fusion_quality(seed: int, width: int, height: int, num_shots: int) -> tuple[
 
 def _estimated_depth(burst: Any) -> np.ndarray | None:
     try:
+        from dfocus_capture.sim.scene import DEFAULT_NEAR_M
         from dfocus_depth.estimator import DepthEstimator
+        from dfocus_depth.geometry import DepthRange
 
-        return DepthEstimator(device="cpu", edge_median=False).estimate(burst).depth  # the depth node's defaults
+        # As the simulated graph runs the depth node: its defaults, sweeping from the scenes' near limit.
+        est = DepthEstimator(device="cpu", edge_median=False)
+        return est.estimate(burst, DepthRange(DEFAULT_NEAR_M, math.inf)).depth
     except (ImportError, RuntimeError, ValueError, OSError) as exc:
         sys.stderr.write(f"refocus bench: no CNN depth row ({exc})\n")
         return None

@@ -29,6 +29,10 @@ VIEW_TAN_X = 0.30
 VIEW_TAN_Y = 0.22
 # Texel size relative to a pixel's footprint (at fx = 2000 px) at the surface's distance.
 NOMINAL_FX = 2000.0
+# Depth span of a random scene unless asked otherwise (the simulated workspace: launch files set
+# the depth node's near_m to DEFAULT_NEAR_M for the simulator).
+DEFAULT_NEAR_M = 0.3
+DEFAULT_FAR_M = 10.0
 
 
 class SceneError(ValueError):
@@ -79,8 +83,8 @@ class Scene:
     environment: np.ndarray  # linear equirectangular map, HxWx3 float32
     light_dir: np.ndarray  # unit vector from the scene towards the key light
     seed: int = 0
-    near_m: float = 0.3
-    far_m: float = 10.0
+    near_m: float = DEFAULT_NEAR_M
+    far_m: float = DEFAULT_FAR_M
     notes: dict[str, object] = field(default_factory=dict)
 
 
@@ -165,8 +169,8 @@ def _box_faces(
 def random_scene(
     seed: int,
     *,
-    near_m: float = 0.3,
-    far_m: float = 10.0,
+    near_m: float = DEFAULT_NEAR_M,
+    far_m: float = DEFAULT_FAR_M,
     specular: bool = True,
     textureless: bool = True,
     tile_px: int = 256,

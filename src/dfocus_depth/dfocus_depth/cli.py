@@ -16,6 +16,7 @@ import numpy as np
 
 from dfocus_capture.burst import BurstError, burst_from_images
 from dfocus_capture.calibration import CalibrationError, load_calibration
+from dfocus_capture.drivers.base import DriverError
 from dfocus_depth.background_fill import FILL_BELOW_CONFIDENCE
 from dfocus_depth.estimator import CROSS_CHECK_MODES, WEIGHTS, DepthEstimator, WeightsError, colourise
 from dfocus_depth.geometry import DepthInputError, DepthRange, middlebury_range
@@ -154,7 +155,7 @@ def eval_command(argv: list[str]) -> int:
     try:
         est = DepthEstimator(a.weights, "auto", a.max_width)
         folders = [middlebury_folder_case(Path(d)) for d in a.middlebury]
-    except (WeightsError, DepthInputError, CalibrationError, BurstError, ValueError) as exc:
+    except (WeightsError, DepthInputError, CalibrationError, BurstError, DriverError, ValueError) as exc:
         return _err(str(exc))
     sections = []
     if a.synthetic > 0:

@@ -21,6 +21,7 @@ import numpy as np
 
 from dfocus_capture.burst import Burst, burst_from_images
 from dfocus_capture.calibration import ArrayCalibration, load_calibration
+from dfocus_capture.drivers.folder import read_image
 from dfocus_depth.dataset import subset_burst
 from dfocus_depth.estimator import DepthEstimator
 from dfocus_depth.geometry import DepthRange, middlebury_range
@@ -149,18 +150,13 @@ def motorcycle_case(calib_dir: Path) -> Case:
 
 
 def middlebury_folder_case(folder: Path) -> Case:
-    """A Middlebury 2014/2021-style folder: im0.png, im1.png, calib.txt, disp0.pfm (or disp0GT.pfm)."""
-    def image(name: str) -> np.ndarray:
-        img = cv2.imread(str(folder / name), cv2.IMREAD_COLOR)
-        if img is None:
-            raise ValueError(f"cannot read {folder / name}")
-        return np.asarray(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
-
+    """A Middlebury 2014/2021-style folder: im0.png, im1.png, calib.txt, disp0.pfm (or disp0GT.pfm).
+    Raises ValueError, or DriverError for an unreadable image."""
     pfm = next((folder / n for n in ("disp0.pfm", "disp0GT.pfm") if (folder / n).is_file()), None)
     disp = None if pfm is None else cv2.imread(str(pfm), cv2.IMREAD_UNCHANGED)
     if disp is None:
         raise ValueError(f"{folder} has no readable disp0.pfm or disp0GT.pfm")
-    left, right = image("im0.png"), image("im1.png")
+    left, right = read_image(folder / "im0.png"), read_image(folder / "im1.png")
     if disp.shape != left.shape[:2] or right.shape != left.shape:
         raise ValueError(f"{folder}: im0 {left.shape[:2]}, im1 {right.shape[:2]} and the disparity "
                          f"{disp.shape} differ in size")

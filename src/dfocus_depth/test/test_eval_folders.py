@@ -59,6 +59,7 @@ def test_eval_scores_the_folder_against_sgbm(folder: Path, tmp_path: Path,
     ("no_disp", "no readable disp0.pfm"),
     ("no_ndisp", "declares no ndisp"),
     ("small_right", "differ in size"),
+    ("garbled_left", "not a readable image"),
 ])
 def test_unusable_folders_are_refused_with_the_reason(folder: Path, tmp_path: Path, damage: str, reason: str,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
@@ -70,6 +71,8 @@ def test_unusable_folders_are_refused_with_the_reason(folder: Path, tmp_path: Pa
         (bad / "disp0.pfm").unlink()
     elif damage == "no_ndisp":
         (bad / "calib.txt").write_text(MOTORCYCLE_CALIB.replace("ndisp=70\n", ""))
+    elif damage == "garbled_left":
+        (bad / "im0.png").write_bytes(b"not a png")
     else:
         im = cv2.imread(str(bad / "im1.png"))
         cv2.imwrite(str(bad / "im1.png"), im[:, : COLS // 2])

@@ -141,7 +141,6 @@ class CameraArrayNode(Node):
         self._info_pubs = [self.create_publisher(CameraInfo, f"cam{i}/camera_info", SENSOR) for i in range(n)]
         # Exposures whose images are still developing, published in order by the delivery thread.
         self._developing: queue.Queue[Exposure | None] = queue.Queue()
-        self._drop_rate = float(p["drop_rate"])
         self._drop_rng = np.random.default_rng(p["seed"] + 1)
         self._delivery_thread = threading.Thread(target=self._deliver_loop, name="delivery", daemon=True)
         self._delivery_thread.start()
@@ -149,7 +148,6 @@ class CameraArrayNode(Node):
         # Free-running exposures come from a thread of their own, not an executor timer: a render
         # takes longer than a timer period, and a timer whose callback is still busy keeps the
         # executor waking, starving the trigger service and the stage updates.
-        self._rate_hz = float(p["rate_hz"])
         self._stop = threading.Event()
         self._free_run_thread = threading.Thread(target=self._free_run_loop, name="free_run", daemon=True)
         self._free_run_thread.start()
@@ -160,8 +158,6 @@ class CameraArrayNode(Node):
         )
 
     def _on_change(self, changes: dict[str, Any]) -> str | None:
-        if "rate_hz" in changes:
-            self._rate_hz = float(changes["rate_hz"])
         if "fail_camera" in changes or "fail_after" in changes:
             if not isinstance(self.driver, SimCameraArray):
                 return "fault injection needs the sim backend"
@@ -170,14 +166,12 @@ class CameraArrayNode(Node):
                 return f"fail_camera {camera} out of range (the array has {self.driver.num_cameras} cameras)"
             self.driver.fail_camera = camera
             self.driver.fail_after = int(changes.get("fail_after", self.driver.fail_after))
-        if "drop_rate" in changes:
-            self._drop_rate = float(changes["drop_rate"])
         return None
 
     def _free_run_loop(self) -> None:
         next_t = time.monotonic()
         while not self._stop.wait(max(0.0, next_t - time.monotonic())):
-            rate = self._rate_hz
+            rate = float(self.params["rate_hz"])
             if rate <= 0:
                 next_t = time.monotonic() + 0.1
                 continue
@@ -214,7 +208,8 @@ class CameraArrayNode(Node):
             for shot in images:
                 header = Header(stamp=ns_to_stamp(shot.stamp_ns), frame_id=f"{shot.camera.name}_optical_frame")
                 try:
-                    if self._drop_rate and self._drop_rng.random() < self._drop_rate:
+                    drop_rate = float(self.params["drop_rate"])
+                    if drop_rate and self._drop_rng.random() < drop_rate:
                         self.get_logger().debug(f"fault injection: {shot.camera.name} at {shot.stamp_ns * 1e-9:.3f} s "
                                                 "not published")
                     else:

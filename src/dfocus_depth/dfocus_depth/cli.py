@@ -18,7 +18,14 @@ from dfocus_capture.burst import BurstError, burst_from_images
 from dfocus_capture.calibration import CalibrationError, load_calibration
 from dfocus_capture.drivers.base import DriverError
 from dfocus_depth.background_fill import FILL_BELOW_CONFIDENCE
-from dfocus_depth.estimator import CROSS_CHECK_MODES, WEIGHTS, DepthEstimator, WeightsError, colourise
+from dfocus_depth.estimator import (
+    CENSUS_REFINE_MODES,
+    CROSS_CHECK_MODES,
+    WEIGHTS,
+    DepthEstimator,
+    WeightsError,
+    colourise,
+)
 from dfocus_depth.geometry import DepthInputError, DepthRange, middlebury_range
 
 
@@ -66,6 +73,9 @@ def depth_command(argv: list[str]) -> int:
     p.add_argument("--edge-median", action=argparse.BooleanOptionalAction, default=True,
                    help="edge-aware weighted median guided by the image: depth edges on image edges, isolated "
                    "mismatches dropped")
+    p.add_argument("--census-refine", default="auto", choices=CENSUS_REFINE_MODES,
+                   help="census matching against the second camera at full resolution, in a band around the "
+                   "network's estimate: sub-pixel precision on real pairs (auto: for a stereo pair)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--weights", default=str(WEIGHTS))
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
@@ -81,7 +91,7 @@ def depth_command(argv: list[str]) -> int:
         elif cal.source and Path(cal.source).is_file():
             rng = middlebury_range(Path(cal.source).read_text()) if len(cal) == 2 else None
         est = DepthEstimator(a.weights, a.device, a.max_width, cross_check=a.cross_check, fill_below=a.fill_below,
-                             edge_median=a.edge_median)
+                             edge_median=a.edge_median, census_refine=a.census_refine)
         res = est.estimate(burst, rng, a.confidence_threshold)
     except (CalibrationError, BurstError, DepthInputError, WeightsError, ValueError) as exc:
         return _err(str(exc))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from dfocus_capture.calibration import CameraModel
-from dfocus_depth.geometry import WorkingViews, baselines, projection_coefficients
+from dfocus_depth.geometry import WorkingViews, baselines, project, projection_coefficients
 
 # A pixel is consistent when the round trip through the other camera's depth lands within this
 # many working-resolution pixels of where it started (the classical one-pixel check).
@@ -42,15 +42,6 @@ def swap_reference(views: WorkingViews, k: int) -> WorkingViews:
     )
 
 
-def _project(inv: np.ndarray, x: np.ndarray, y: np.ndarray, A: np.ndarray,
-             b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pixels (x, y) at inverse depth `inv` -> their pixel in the other camera and inverse depth
-    there, through that camera's `projection_coefficients` (A, b)."""
-    h = [A[r, 0] * x + A[r, 1] * y + A[r, 2] + b[r] * inv for r in range(3)]
-    z = np.where(h[2] > 1e-9, h[2], np.nan)
-    return h[0] / z, h[1] / z, inv / z
-
-
 def cross_check(inv: np.ndarray, inv_partner: np.ndarray, ref: CameraModel,
                 partner: CameraModel) -> tuple[np.ndarray, np.ndarray]:
     """The reference's inverse depth [h,w] checked against the partner's [h,w] (same working size):
@@ -60,13 +51,13 @@ def cross_check(inv: np.ndarray, inv_partner: np.ndarray, ref: CameraModel,
     h, w = inv.shape
     y, x = np.mgrid[0:h, 0:w].astype(np.float64)
     A, b = projection_coefficients(ref, partner)
-    px, py, _ = _project(inv.astype(np.float64), x, y, A, b)
+    px, py, _ = project(inv.astype(np.float64), x, y, A, b)
     col, row = np.round(px), np.round(py)
     seen = np.isfinite(col) & (col >= 0) & (col < w) & (row >= 0) & (row < h)
     ci, ri = np.where(seen, col, 0).astype(np.intp), np.where(seen, row, 0).astype(np.intp)
     inv_k = inv_partner.astype(np.float64)[ri, ci]
-    bx, by, back = _project(inv_k, ci.astype(np.float64), ri.astype(np.float64),
-                            *projection_coefficients(partner, ref))
+    bx, by, back = project(inv_k, ci.astype(np.float64), ri.astype(np.float64),
+                           *projection_coefficients(partner, ref))
     with np.errstate(invalid="ignore"):
         agree = seen & (np.hypot(bx - x, by - y) <= MAX_ROUND_TRIP_PX)
     failed = seen & ~agree

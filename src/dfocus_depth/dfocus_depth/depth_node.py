@@ -34,7 +34,7 @@ from dfocus_capture.ros_convert import (
     ns_to_stamp,
 )
 from dfocus_depth.background_fill import FILL_BELOW_CONFIDENCE
-from dfocus_depth.estimator import CROSS_CHECK_MODES, WEIGHTS, DepthEstimator, DepthResult
+from dfocus_depth.estimator import CENSUS_REFINE_MODES, CROSS_CHECK_MODES, WEIGHTS, DepthEstimator, DepthResult
 from dfocus_depth.geometry import DepthInputError, DepthRange
 from dfocus_depth.mesh import ExportError, export_model
 from dfocus_depth.pointcloud import pointcloud2_msg
@@ -54,6 +54,9 @@ PARAMS = [
               min=0.0, max=1.0),
     ParamSpec("edge_median", False, "edge-aware weighted median guided by the image (depth edges on image edges, "
               "isolated mismatches dropped): about 40 ms more per map at 320x240, beyond the 300 ms budget"),
+    ParamSpec("census_refine", "auto", "census matching against the partner view at full resolution, in a band "
+              "around the network's estimate (sub-pixel precision on real pairs): on, off, or auto (two-camera "
+              "rigs only)", choices=CENSUS_REFINE_MODES),
     ParamSpec("max_views", 12, "most source views used per depth map (shot 0 of every camera first)", min=1, max=159),
     ParamSpec("confidence_threshold", 0.1, "depth below this confidence is published as NaN", min=0.0, max=1.0),
     ParamSpec("near_m", 0.0, "nearest depth swept (m); 0 = a quarter-image disparity at the widest baseline",
@@ -82,7 +85,7 @@ class DepthNode(Node):
         self.estimator = DepthEstimator(
             self.params["weights"] or WEIGHTS, self.params["device"], self.params["max_width"],
             self.params["max_views"], self.params["cross_check"], self.params["fill_below_confidence"],
-            self.params["edge_median"],
+            self.params["edge_median"], self.params["census_refine"],
         )
         self.get_logger().info(f"depth network loaded on {self.estimator.device}")
         self._pub_depth = self.create_publisher(Image, "depth/image", LATCHED)
@@ -113,6 +116,7 @@ class DepthNode(Node):
         self.estimator.cross_check = str(new["cross_check"])
         self.estimator.fill_below = float(new["fill_below_confidence"])
         self.estimator.edge_median = bool(new["edge_median"])
+        self.estimator.census_refine = str(new["census_refine"])
         return None
 
     def _on_sequence(self, msg: FocusSequence) -> None:

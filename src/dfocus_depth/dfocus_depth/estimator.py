@@ -19,8 +19,18 @@ from dfocus_depth.background_fill import (
     fill_unreliable,
     occlusion_sized,
 )
+from dfocus_depth.census_refine import census_refine
 from dfocus_depth.cross_check import cross_check, partner_index, swap_reference
-from dfocus_depth.geometry import DepthInputError, DepthRange, WorkingViews, default_range, prepare_views
+from dfocus_depth.geometry import (
+    DepthInputError,
+    DepthRange,
+    WorkingViews,
+    default_range,
+    prepare_views,
+    select_views,
+    to_rgb_float,
+    undistorted,
+)
 from dfocus_depth.inputs import disparity_scale, network_inputs
 from dfocus_depth.model import NUM_PLANES, DepthNet
 from dfocus_depth.upsample import joint_bilateral_upsample
@@ -31,6 +41,10 @@ WEIGHTS = Path(__file__).resolve().parent / "weights" / "depth_cnn.pt"
 # is the other's only witness, so a disagreement marks an occlusion or a mismatch; in a larger array
 # a pixel the partner cannot see may still be right, seen by the others).
 CROSS_CHECK_MODES = ("auto", "on", "off")
+# When to run the census refinement (`census_refine`), the same three: by default for stereo pairs
+# only, where it helps on real data; in larger arrays the network's multi-view estimate beats a
+# refinement against one view.
+CENSUS_REFINE_MODES = CROSS_CHECK_MODES
 
 
 class WeightsError(RuntimeError):
@@ -85,7 +99,9 @@ class DepthEstimator:
     (`background_fill.occlusion_sized`), and those whose confidence is below `fill_below`, take the
     background of their reliable neighbours (`background_fill`); their confidence stays low.
     With `edge_median` an edge-aware weighted median (`weighted_median`) then puts depth edges on
-    image edges and drops isolated mismatches (about 40 ms at 320x240 on this CPU).
+    image edges and drops isolated mismatches (about 40 ms at 320x240 on this CPU). With
+    `census_refine` (the same modes as the check) the upsampled map is refined against the partner
+    view at full resolution (`census_refine.census_refine`; about 0.7 s at 741x500).
     """
 
     def __init__(
@@ -97,11 +113,15 @@ class DepthEstimator:
         cross_check: str = "auto",
         fill_below: float = FILL_BELOW_CONFIDENCE,
         edge_median: bool = True,
+        census_refine: str = "auto",
     ) -> None:
         if max_width < 32:
             raise DepthInputError(f"working width must be >= 32 pixels, got {max_width}")
         if cross_check not in CROSS_CHECK_MODES:
             raise DepthInputError(f"cross_check must be one of {', '.join(CROSS_CHECK_MODES)}, got {cross_check!r}")
+        if census_refine not in CENSUS_REFINE_MODES:
+            raise DepthInputError(f"census_refine must be one of {', '.join(CENSUS_REFINE_MODES)}, "
+                                  f"got {census_refine!r}")
         if not 0.0 <= fill_below <= 1.0:
             raise DepthInputError(f"fill_below must be a confidence in 0..1, got {fill_below}")
         self.device = pick_device(device)
@@ -111,6 +131,7 @@ class DepthEstimator:
         self.cross_check = cross_check
         self.fill_below = fill_below
         self.edge_median = edge_median
+        self.census_refine = census_refine
 
     def _infer(self, views: WorkingViews, rng: DepthRange) -> tuple[np.ndarray, np.ndarray]:
         """Inverse depth and confidence at working resolution."""
@@ -143,6 +164,13 @@ class DepthEstimator:
         inv_full, conf_full = joint_bilateral_upsample(
             np.stack([inv, conf]), views.reference, views.full_reference
         )
+        if self.census_refine == "on" or (self.census_refine == "auto" and burst.num_cameras == 2):
+            partner = burst.frames[select_views(burst, self.max_sources)[1][k]]
+            refined = census_refine(
+                np.maximum(inv_full, 0.0), views.full_reference, views.full_camera,
+                to_rgb_float(undistorted(partner.image, partner.camera)), partner.camera,
+                views.full_camera.width / views.ref_camera.width)
+            inv_full = np.clip(refined, rng.inv_min, rng.inv_max)  # the swept range is a promise
         # REP 118: NaN = no estimate (here: not confident enough), +inf = at the infinitely far plane.
         depth = np.full(inv_full.shape, np.nan, dtype=np.float32)
         confident = conf_full >= confidence_threshold

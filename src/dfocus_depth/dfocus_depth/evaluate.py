@@ -211,12 +211,14 @@ Method = Callable[[Case], np.ndarray]
 
 
 def network_method(estimator: DepthEstimator, two_views: bool, max_width: int | None = None,
-                   cross_check: str = "auto", edge_median: bool = True, case_range: bool = True) -> Method:
+                   cross_check: str = "auto", edge_median: bool = True, case_range: bool = True,
+                   census_refine: str = "auto") -> Method:
     """The network on a case; with `case_range` False it sweeps its default range (a quarter-image
     disparity at the widest baseline, as the depth node without near_m) instead of the case's."""
     estimator = copy.copy(estimator)  # shares the network, own working resolution, check and median
     estimator.cross_check = cross_check
     estimator.edge_median = edge_median
+    estimator.census_refine = census_refine
     if max_width is not None:
         estimator.max_width = max_width
 
@@ -268,6 +270,8 @@ def default_methods(estimator: DepthEstimator, multi_view: bool, widths: tuple[i
                 estimator, False, width, case_range=False)
         methods[f"dfocus CNN (the stereo pair, one pass{tag})"] = network_method(estimator, True, width, "off")
         methods[f"dfocus CNN (the stereo pair, two-way checked{tag})"] = network_method(estimator, True, width, "on")
+        methods[f"dfocus CNN (the stereo pair, two-way checked, no census refinement{tag})"] = network_method(
+            estimator, True, width, "on", census_refine="off")
     methods["OpenCV StereoSGBM"] = lambda c: sgbm(c.left, c.right, c.num_disparities)
     methods["OpenCV StereoSGBM, holes filled (scanline background)"] = lambda c: fill_scanline(
         sgbm(c.left, c.right, c.num_disparities))

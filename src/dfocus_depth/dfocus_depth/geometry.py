@@ -91,6 +91,15 @@ def projection_coefficients(ref: CameraModel, view: CameraModel) -> tuple[np.nda
     return A, b
 
 
+def project(inv: np.ndarray, x: np.ndarray, y: np.ndarray, A: np.ndarray,
+            b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixels (x, y) at inverse depth `inv` -> their pixel in the other camera and inverse depth
+    there, through that camera's `projection_coefficients` (A, b)."""
+    h = [A[r, 0] * x + A[r, 1] * y + A[r, 2] + b[r] * inv for r in range(3)]
+    z = np.where(h[2] > 1e-9, h[2], np.nan)
+    return h[0] / z, h[1] / z, inv / z
+
+
 def undistorted(image: np.ndarray, cam: CameraModel) -> np.ndarray:
     """The image as seen by the distortion-free pinhole `cam.K` (identity for zero distortion)."""
     if cam.distortion_model == "none" or not np.any(cam.D):

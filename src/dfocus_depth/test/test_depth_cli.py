@@ -127,3 +127,28 @@ def test_the_edge_median_can_be_turned_off(scene: tuple[Path, list[str], np.ndar
     for depth in (median, plain):
         ok = np.isfinite(depth)
         assert ok.mean() > 0.9 and np.median(np.abs(depth[ok] - gt[ok]) / gt[ok]) < 0.25
+
+
+def test_the_census_refinement_runs_for_pairs_unless_asked(scene: tuple[Path, list[str], np.ndarray]) -> None:
+    tmp, images, gt = scene
+    from dfocus_capture.calibration import load_calibration
+
+    three = load_calibration(tmp / "array.yaml")
+    save_calibration(ArrayCalibration("cam0", three.cameras[:2]), tmp / "pair2.yaml")
+    common = ["--max-width", "96", "--near-m", "0.2"]
+    maps = {}
+    for name, cal, imgs, mode in [("pair_auto", "pair2.yaml", images[:2], "auto"),
+                                  ("pair_off", "pair2.yaml", images[:2], "off"),
+                                  ("array_auto", "array.yaml", images, "auto"),
+                                  ("array_off", "array.yaml", images, "off"),
+                                  ("array_on", "array.yaml", images, "on")]:
+        out = tmp / f"{name}.npy"
+        assert depth_command(["--calibration", str(tmp / cal), *common, "--out", str(out),
+                              "--census-refine", mode, *imgs]) == 0
+        maps[name] = np.load(out)
+    assert not np.allclose(maps["pair_auto"], maps["pair_off"], equal_nan=True)
+    assert np.array_equal(maps["array_auto"], maps["array_off"], equal_nan=True)  # auto: pairs only
+    assert not np.allclose(maps["array_on"], maps["array_off"], equal_nan=True)
+    for depth in maps.values():
+        ok = np.isfinite(depth)
+        assert ok.mean() > 0.9 and np.median(np.abs(depth[ok] - gt[ok]) / gt[ok]) < 0.25

@@ -139,11 +139,14 @@ def train_command(argv: list[str]) -> int:
 
 def eval_command(argv: list[str]) -> int:
     from dfocus_depth.evaluate import (
+        classical_methods,
         default_methods,
         evaluate,
         markdown_table,
         middlebury_folder_case,
         motorcycle_case,
+        network_method,
+        perturbed_cases,
         synthetic_cases,
     )
 
@@ -175,8 +178,14 @@ def eval_command(argv: list[str]) -> int:
             "wide; disparity of the cam0-cam2 pair)", rows))
     if a.motorcycle:
         with tempfile.TemporaryDirectory() as tmp:
-            rows = evaluate([motorcycle_case(Path(tmp))], default_methods(est, False, (a.max_width, 741)))
+            motorcycle = motorcycle_case(Path(tmp))
+            rows = evaluate([motorcycle], default_methods(est, False, (a.max_width, 741)))
         sections.append(markdown_table("Middlebury 2014 Motorcycle (real, scikit-image quarter scale, 741x500)", rows))
+        robust = {"dfocus CNN (the stereo pair, two-way checked, working width 741)": network_method(est, True, 741),
+                  **classical_methods()}
+        rows = [{**r, "method": f"{variant}: {r['method']}"}
+                for variant, case in perturbed_cases(motorcycle).items() for r in evaluate([case], robust)]
+        sections.append(markdown_table("Middlebury 2014 Motorcycle as other rigs would deliver it", rows))
     for case in folders:  # the CLI's working width for `dfocus depth` next to --max-width
         rows = evaluate([case], default_methods(est, False, (a.max_width, 768)))
         sections.append(markdown_table(case.name, rows))

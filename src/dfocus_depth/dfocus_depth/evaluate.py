@@ -13,7 +13,7 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -149,6 +149,30 @@ def motorcycle_case(calib_dir: Path) -> Case:
     return middlebury_case("Middlebury Motorcycle (real, 741x500)", left, right, disp, calib_path, 64)
 
 
+def perturbed_cases(case: Case, seed: int = 0) -> dict[str, Case]:
+    """The pair as another rig would deliver it: the right view at another exposure (gain 0.7,
+    gamma 1.2), both views with sensor noise (sigma 4 of 255), the right view 0.5 px lower (a
+    rectification error). Same ground truth and masks."""
+    rng = np.random.default_rng(seed)
+    right = case.right.astype(np.float32)
+
+    def noisy(img: np.ndarray) -> np.ndarray:
+        return np.clip(img + rng.normal(0.0, 4.0, img.shape), 0, 255).astype(np.uint8)
+
+    lower = np.array([[1, 0, 0], [0, 1, 0.5]], np.float32)
+    variants = {
+        "right view at another exposure": (case.left, np.clip(255 * (0.7 * right / 255) ** 1.2, 0, 255)
+                                           .astype(np.uint8)),
+        "sensor noise": (noisy(case.left), noisy(case.right)),
+        "right view 0.5 px lower": (case.left, np.asarray(cv2.warpAffine(
+            case.right, lower, (right.shape[1], right.shape[0]), borderMode=cv2.BORDER_REPLICATE))),
+    }
+    cal = case.burst.calibration()
+    return {name: replace(case, name=f"{case.name}, {name}", left=left, right=right_view,
+                          burst=burst_from_images([left, right_view], cal))
+            for name, (left, right_view) in variants.items()}
+
+
 def middlebury_folder_case(folder: Path) -> Case:
     """A Middlebury 2014/2021-style folder: im0.png, im1.png, calib.txt, disp0.pfm (or disp0GT.pfm).
     Raises ValueError, or DriverError for an unreadable image."""
@@ -257,8 +281,8 @@ def evaluate(cases: list[Case], methods: dict[str, Method]) -> list[dict[str, ob
 
 def default_methods(estimator: DepthEstimator, multi_view: bool, widths: tuple[int, ...] = ()) -> dict[str, Method]:
     """The network (all views, with and without the edge median, and the classical methods' pair in
-    one pass and two-way checked; at each working width in `widths`, or the estimator's own) next to
-    SGBM, SGBM with its holes filled (and with the network's edge median too), and SGBM + WLS."""
+    one pass and two-way checked, with and without the census refinement; at each working width in
+    `widths`, or the estimator's own) next to the `classical_methods`."""
     methods: dict[str, Method] = {}
     for width in widths or (estimator.max_width,):
         tag = f", working width {width}" if widths else ""
@@ -272,6 +296,12 @@ def default_methods(estimator: DepthEstimator, multi_view: bool, widths: tuple[i
         methods[f"dfocus CNN (the stereo pair, two-way checked{tag})"] = network_method(estimator, True, width, "on")
         methods[f"dfocus CNN (the stereo pair, two-way checked, no census refinement{tag})"] = network_method(
             estimator, True, width, "on", census_refine="off")
+    return {**methods, **classical_methods()}
+
+
+def classical_methods() -> dict[str, Method]:
+    """SGBM, SGBM with its holes filled (and with the network's edge median too), SGBM + WLS."""
+    methods: dict[str, Method] = {}
     methods["OpenCV StereoSGBM"] = lambda c: sgbm(c.left, c.right, c.num_disparities)
     methods["OpenCV StereoSGBM, holes filled (scanline background)"] = lambda c: fill_scanline(
         sgbm(c.left, c.right, c.num_disparities))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from dfocus_depth.cli import eval_command
-from dfocus_depth.evaluate import MOTORCYCLE_CALIB, middlebury_folder_case, motorcycle_case
+from dfocus_depth.evaluate import MOTORCYCLE_CALIB, middlebury_folder_case, motorcycle_case, perturbed_cases
 
 ROWS, COLS = 160, 256  # the top-left of Motorcycle: the calibration's principal points still hold
 
@@ -79,3 +79,20 @@ def test_unusable_folders_are_refused_with_the_reason(folder: Path, tmp_path: Pa
     argv = ["--synthetic", "0", "--no-motorcycle", "--middlebury", str(bad), "--out", str(tmp_path / "x.md")]
     assert eval_command(argv) == 2
     assert reason in capsys.readouterr().err
+
+
+def test_the_perturbed_pairs_change_only_what_they_say(folder: Path) -> None:
+    case = middlebury_folder_case(folder)
+    variants = perturbed_cases(case)
+    exposure, noise, lower = (variants[k] for k in ("right view at another exposure", "sensor noise",
+                                                    "right view 0.5 px lower"))
+    for v in variants.values():
+        np.testing.assert_array_equal(v.gt_disp, case.gt_disp)
+        assert v.burst.frames[1].image is v.right and v.masks is case.masks
+    np.testing.assert_array_equal(exposure.left, case.left)
+    assert exposure.right.mean() < 0.7 * case.right.mean()
+    residual = noise.left.astype(float) - case.left
+    assert 3.0 < residual[(case.left > 20) & (case.left < 235)].std() < 5.0
+    # Half a pixel lower: each row of the new view is the mean of that row and the one above.
+    expect = (case.right[1:-1].astype(float) + case.right[:-2]) / 2
+    assert np.abs(lower.right[1:-1] - expect).mean() < 1.0

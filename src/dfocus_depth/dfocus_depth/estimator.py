@@ -101,7 +101,7 @@ class DepthEstimator:
     With `edge_median` an edge-aware weighted median (`weighted_median`) then puts depth edges on
     image edges and drops isolated mismatches (about 40 ms at 320x240 on this CPU). With
     `census_refine` (the same modes as the check) the upsampled map is refined against the partner
-    view at full resolution (`census_refine.census_refine`; about 0.7 s at 741x500).
+    view at full resolution (`census_refine.census_refine`; about 0.15 s at 741x500).
     """
 
     def __init__(

@@ -9,23 +9,16 @@ import cv2
 import numpy as np
 import pytest
 
-from dfocus_capture.calibration import CameraModel
+from dfocus_capture.calibration import parse_middlebury_calib
 from dfocus_depth.census_refine import CensusRefineError, census, census_refine
 
 W, H, F, BASE = 160, 64, 80.0, 0.1  # disparity = F * BASE * inverse depth = 8 px per m^-1
 PX_PER_INV = F * BASE
 MARGIN = 16  # texture beyond the right image's right edge, so every row has its match
 
-
-def _camera(name: str, x: float) -> CameraModel:
-    T = np.eye(4)
-    T[0, 3] = x
-    K = np.array([[F, 0, (W - 1) / 2], [0, F, (H - 1) / 2], [0, 0, 1]])
-    return CameraModel(name=name, width=W, height=H, K=K, D=np.zeros(5), T_ref_cam=T, focus_distance_m=1.0,
-                       focal_length_mm=4.0, f_number=2.0, pixel_size_um=4.0 / F * 1e3)
-
-
-LEFT, RIGHT = _camera("left", 0.0), _camera("right", BASE)
+_K = f"[{F} 0 {(W - 1) / 2}; 0 {F} {(H - 1) / 2}; 0 0 1]"
+LEFT, RIGHT = parse_middlebury_calib(  # a rectified pair, as a Middlebury calib.txt gives it
+    f"cam0={_K}\ncam1={_K}\nbaseline={BASE * 1e3}\nwidth={W}\nheight={H}\n").cameras
 
 
 def _pair(disparity: np.ndarray, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:

@@ -33,9 +33,9 @@ TAPS = tuple((dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if dy or dx)
 WINDOW_RADIUS = 4  # 9x9 box over the per-pixel Hamming distances
 SPAN_WORKING_PX = 2.0  # searched either side of the network's estimate, in working pixels
 STEP_WORKING_PX = 0.5  # a parabola through the best step and its neighbours gives the sub-step
-# Added cost (mean Hamming bits) per squared working pixel of move when picking the step. On
-# Motorcycle (741 px) 0 scored 1.36 px, 1-2 1.35, 4 1.36, 8 1.37; on the simulator's checked pairs
-# a stronger prior moves less and costs less (0: 3.60, 2: 3.59, 8: 3.57 px).
+# Added cost (mean Hamming bits) per squared working pixel of move when picking the step. With the
+# 7x7 census, on Motorcycle (741 px) 0 scored 1.36 px, 1-2 1.35, 4 1.36, 8 1.37; on the simulator's
+# checked pairs a stronger prior moves less and costs less (0: 3.60, 2: 3.59, 8: 3.57 px).
 PRIOR_BITS = 2.0
 
 

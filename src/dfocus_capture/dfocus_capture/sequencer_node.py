@@ -98,6 +98,9 @@ _KEEP_SETS = 32  # synchronized sets kept for the running shot (free-running fra
 # once it has held this long: callbacks on several executor threads may feed the synchronizer a
 # few microseconds out of order.
 _LOSS_GRACE_S = 0.1
+# How long after start-up an IMU that no publisher offers yet may still be undiscovered (DDS
+# discovery between processes takes up to ~3 s here): stage bursts in that window wait for it.
+_DISCOVERY_S = 3.0
 
 
 class BurstAbortError(RuntimeError):
@@ -161,6 +164,7 @@ class SequencerNode(Node):
         self.listener = rclpy.create_node(f"{self.get_name()}_sensors", namespace=self.get_namespace(),
                                           context=self.context, start_parameter_services=False,
                                           use_global_arguments=False)
+        self._started = time.monotonic()
         self._imu_sub = self.listener.create_subscription(
             Imu, "imu/data", lambda m: self.imu.add(stamp_to_ns(m.header.stamp), m), _IMU_QOS)
         self.listener.create_subscription(ActuatorState, "actuators/state", self._on_stage, RELIABLE)
@@ -524,7 +528,12 @@ class SequencerNode(Node):
 
     def _wait_first_imu_sample(self, gh: ServerGoalHandle) -> None:
         """Stage bursts: an IMU that is matched but has not delivered yet (just started) gets up to
-        imu_timeout_s, so that the sequence carries its samples from before the first shot."""
+        imu_timeout_s, so that the sequence carries its samples from before the first shot. Just
+        after start-up an IMU may not be discovered yet; a rig without one waits only then."""
+        while not self._imu_sub.get_publisher_count() and time.monotonic() - self._started < _DISCOVERY_S:
+            if gh.is_cancel_requested:
+                raise BurstCancelError("waiting for the IMU to be discovered")
+            time.sleep(0.02)
         deadline = time.monotonic() + self.params["imu_timeout_s"]
         while not len(self.imu) and self._imu_sub.get_publisher_count() > 0:
             if gh.is_cancel_requested:

@@ -220,7 +220,8 @@ def test_runner_starts_processes_respawns_and_cleans_up(
     runner.send_signal(signal.SIGINT)
     assert runner.wait(timeout=10) == 0, node_processes.output(runner)
     log = node_processes.output(runner)
-    assert "sending SIGTERM" in log and "sending SIGKILL" in log  # `stubborn` ignores both
+    # `stubborn` ignores both, and the log names it.
+    assert "sending SIGTERM to 1 process(es) still running: stubborn-1" in log and "sending SIGKILL" in log
     assert not any(_alive(p) for p in (first, second, stubborn_pid))
     leftover = {n for n in ours if (Path("/dev/shm") / n).exists()}
     # Only files that some other live process still uses may stay.

@@ -188,14 +188,15 @@ class Runner:
     def shutdown(self) -> None:
         """SIGINT every process group, then SIGTERM, then SIGKILL, within 5 s; then clean /dev/shm."""
         self.stopping.set()
-        procs = self.alive()
-        self.shm.observe(p.pid for p in procs)
+        running = {c.label: c.proc for c in self.children if c.proc is not None and c.proc.poll() is None}
+        self.shm.observe(p.pid for p in running.values())
         for sig, grace in ((signal.SIGINT, SIGINT_GRACE_S), (signal.SIGTERM, SIGTERM_GRACE_S), (signal.SIGKILL, 1.0)):
-            procs = [p for p in procs if p.poll() is None]
-            if not procs:
+            running = {label: p for label, p in running.items() if p.poll() is None}
+            if not running:
                 break
             if sig != signal.SIGINT:
-                self.info(f"sending {sig.name} to {len(procs)} process(es) still running")
+                self.info(f"sending {sig.name} to {len(running)} process(es) still running: {', '.join(running)}")
+            procs = list(running.values())
             for p in procs:
                 try:
                     os.killpg(p.pid, sig)

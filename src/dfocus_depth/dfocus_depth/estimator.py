@@ -47,6 +47,11 @@ CROSS_CHECK_MODES = ("auto", "on", "off")
 CENSUS_REFINE_MODES = CROSS_CHECK_MODES
 
 
+def _runs(mode: str, burst: Burst) -> bool:
+    """Whether a step in one of those modes runs for this burst: on, or auto on a stereo pair."""
+    return mode == "on" or (mode == "auto" and burst.num_cameras == 2)
+
+
 class WeightsError(RuntimeError):
     """The weights file is missing, unreadable or does not fit the network."""
 
@@ -151,7 +156,7 @@ class DepthEstimator:
         k = partner_index(views)
         along_rows = epipolar_along_rows(views.ref_camera, views.src_cameras[k])
         unreliable = conf < self.fill_below
-        if self.cross_check == "on" or (self.cross_check == "auto" and burst.num_cameras == 2):
+        if _runs(self.cross_check, burst):
             inv_partner, _ = self._infer(swap_reference(views, k), rng)
             inv, failed = cross_check(inv, inv_partner, views.ref_camera, views.src_cameras[k])
             failed = occlusion_sized(failed, inv, along_rows, disparity_scale(views))
@@ -164,7 +169,7 @@ class DepthEstimator:
         inv_full, conf_full = joint_bilateral_upsample(
             np.stack([inv, conf]), views.reference, views.full_reference
         )
-        if self.census_refine == "on" or (self.census_refine == "auto" and burst.num_cameras == 2):
+        if _runs(self.census_refine, burst):
             partner = burst.frames[select_views(burst, self.max_sources)[1][k]]
             refined = census_refine(
                 np.maximum(inv_full, 0.0), views.full_reference, views.full_camera,

@@ -115,6 +115,11 @@ def occluded(gt_disp: np.ndarray, margin_px: float = 1.0) -> np.ndarray:
     return valid & (~inside | behind)
 
 
+def _sgbm_disparities(bound: float) -> int:
+    """A disparity bound rounded up to the multiple of 16 StereoSGBM needs (at least 16)."""
+    return int(math.ceil(bound / 16) * 16) or 16
+
+
 def middlebury_case(name: str, left: np.ndarray, right: np.ndarray, disp: np.ndarray, calib_path: Path,
                     num_disparities: int | None = None) -> Case:
     """A rectified pair (RGB uint8) with its ground-truth left disparity (non-finite: unknown) and a
@@ -133,7 +138,7 @@ def middlebury_case(name: str, left: np.ndarray, right: np.ndarray, disp: np.nda
     return Case(
         name=name, burst=burst_from_images([left, right], cal), left=left, right=right, gt_disp=gt,
         f_px=cam.fx, baseline_m=float(cal.cameras[1].T_ref_cam[0, 3]), doffs=doffs,
-        num_disparities=num_disparities or int(math.ceil(ndisp / 16) * 16), depth_range=rng,
+        num_disparities=num_disparities or _sgbm_disparities(ndisp), depth_range=rng,
         masks={"occlusion edges": edge_band(gt), "occluded in the right view": occluded(gt)},
     )
 
@@ -207,7 +212,7 @@ def synthetic_cases(count: int, width: int, seed_base: int = TEST_SEED_BASE) -> 
         f_b = ref.camera.fx * float(cal.cameras[right].T_ref_cam[0, 3])
         gt = (f_b / sb.gt_depth).astype(np.float32)
         # Like Middlebury's ndisp: a bound on the scene's disparities that every method searches.
-        ndisp = int(math.ceil(float(np.max(gt)) * 1.1 / 16) * 16) or 16
+        ndisp = _sgbm_disparities(float(np.max(gt)) * 1.1)
         cases.append(Case(
             name=f"sim seed {seed_base + i}", burst=burst, left=ref.image, right=burst.frame(0, right).image,
             gt_disp=gt, f_px=ref.camera.fx, baseline_m=float(cal.cameras[right].T_ref_cam[0, 3]), doffs=0.0,

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "play": ("dfocus_capture.bag_cli:play_command", "replay a rosbag2 into the graph"),
     "train": ("dfocus_depth.cli:train_command", "train the depth CNN on simulator data"),
     "eval-depth": ("dfocus_depth.cli:eval_command", "depth accuracy against StereoSGBM"),
+    "adapt": ("dfocus_depth.cli:adapt_command", "fine-tune the depth CNN on your own unlabelled bursts"),
     "bench": ("dfocus_bringup.bench:bench_command", "speed/memory/quality benchmarks -> bench/results.md"),
 }
 

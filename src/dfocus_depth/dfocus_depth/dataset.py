@@ -15,13 +15,25 @@ import numpy as np
 
 from dfocus_capture.burst import Burst, BurstFrame
 from dfocus_capture.calibration import ArrayCalibration, CameraModel
+from dfocus_capture.sim.textures import KINDS, NATURAL_KINDS
 
 LAYOUTS = ("line", "cross", "grid", "ring", "scatter")
-# scikit-image's bundled sample photographs (no download) that training scenes may cut textures
-# from. The Middlebury Motorcycle pair, the real-data test case, is not among them.
-PHOTOGRAPHS = ("astronaut", "brick", "camera", "chelsea", "coffee", "coins", "grass", "gravel", "moon", "page",
-               "rocket", "text", "hubble_deep_field", "immunohistochemistry", "retina")
+# The only photographs training may cut textures from, all bundled with an installed package (no
+# download): scikit-image's, scikit-learn's and matplotlib's samples named here. Every other
+# bundled photograph (the rest of scikit-image, OpenCV's samples) and the Middlebury Motorcycle pair
+# are kept for the evaluation's test split (`evaluate.TEST_PHOTOGRAPHS`) and never trained on.
+SKIMAGE_PHOTOGRAPHS = ("brick", "grass", "gravel", "rocket", "coins", "camera", "text", "page", "moon", "horse",
+                       "clock")
+SKLEARN_PHOTOGRAPHS = ("china.jpg", "flower.jpg")
+MATPLOTLIB_PHOTOGRAPHS = ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png")
+PHOTOGRAPHS = (*(f"skimage:{n}" for n in SKIMAGE_PHOTOGRAPHS), *(f"sklearn:{n}" for n in SKLEARN_PHOTOGRAPHS),
+               *(f"matplotlib:{n}" for n in MATPLOTLIB_PHOTOGRAPHS))
 MAX_CAMERAS = 8
+# Domain randomisation of the training scenes: procedural kinds with natural-image statistics next to
+# the simulator's own, up to three poles or wires, and the share of photograph textures.
+TRAINING_KINDS = KINDS + NATURAL_KINDS
+MAX_THIN_OBJECTS = 3
+PHOTO_SHARE = 0.5
 
 
 @dataclass
@@ -67,7 +79,8 @@ def random_calibration(rng: np.random.Generator, width: int, height: int, count:
     focal_mm = rng.uniform(3.5, 8.0)
     pixel_um = focal_mm / fx * 1e3
     f_number = rng.uniform(1.4, 2.8)
-    baseline = rng.uniform(0.012, 0.05)
+    # From light-field-like rigs (a few px of disparity) to wide stereo (a third of the image).
+    baseline = math.exp(rng.uniform(math.log(0.004), math.log(0.08)))
     offsets = layout_offsets(str(rng.choice(LAYOUTS)), count, baseline, rng)
     cams = []
     for i, (x, y) in enumerate(offsets):
@@ -95,10 +108,33 @@ def array_motion(rng: np.random.Generator, hand_held: bool) -> np.ndarray:
     return T
 
 
-def training_photographs() -> tuple[np.ndarray, ...]:
-    import skimage.data
+def load_photograph(name: str) -> np.ndarray:
+    """A bundled sample photograph named `source:name` as uint8 RGB or grey (binary images as 0/255)."""
+    source, _, item = name.partition(":")
+    if source == "skimage":
+        import skimage.data
 
-    return tuple(np.asarray(getattr(skimage.data, name)()) for name in PHOTOGRAPHS)
+        img = np.asarray(getattr(skimage.data, item)())
+    elif source == "sklearn":
+        from sklearn.datasets import load_sample_image
+
+        img = np.asarray(load_sample_image(item))
+    elif source == "matplotlib":
+        import matplotlib.cbook
+        import matplotlib.image
+
+        img = np.asarray(matplotlib.image.imread(str(matplotlib.cbook.get_sample_data(item, asfileobj=False))))
+    else:
+        raise ValueError(f"unknown photograph source in {name!r}: skimage, sklearn or matplotlib")
+    if img.dtype == bool:
+        img = img.astype(np.uint8) * 255
+    elif img.dtype != np.uint8:
+        img = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return img[..., :3] if img.ndim == 3 else img
+
+
+def training_photographs() -> tuple[np.ndarray, ...]:
+    return tuple(load_photograph(name) for name in PHOTOGRAPHS)
 
 
 def render_sample(seed: int, width: int, height: int, photos: Sequence[np.ndarray] = ()) -> SimSample:
@@ -112,8 +148,13 @@ def render_sample(seed: int, width: int, height: int, photos: Sequence[np.ndarra
     rng = np.random.default_rng(seed)
     cal = random_calibration(rng, width, height)
     near = rng.uniform(0.3, 1.0)
-    renderer = ThinLensRenderer(random_scene(seed, near_m=near, far_m=near * rng.uniform(4, 20), photos=photos))
-    noise = SensorNoise(gain=float(rng.uniform(1, 8)), exposure=float(rng.uniform(0.6, 1.4)))
+    renderer = ThinLensRenderer(random_scene(seed, near_m=near, far_m=near * rng.uniform(4, 20), photos=photos,
+                                             kinds=TRAINING_KINDS, photo_share=PHOTO_SHARE,
+                                             thin_objects=int(rng.integers(0, MAX_THIN_OBJECTS + 1))))
+    # Clean to noisy sensors (gain log-uniform), any vignetting, each camera at its own exposure.
+    noise = SensorNoise(gain=float(math.exp(rng.uniform(math.log(0.3), math.log(8.0)))),
+                        exposure=float(rng.uniform(0.6, 1.4)), vignetting=float(rng.uniform(0.0, 0.5)))
+    exposures = rng.uniform(0.8, 1.25, len(cal.cameras))
     shots = int(rng.integers(1, 3))
     bracket = bool(rng.random() < 0.3)
     frames = []
@@ -125,7 +166,8 @@ def render_sample(seed: int, width: int, height: int, photos: Sequence[np.ndarra
             if shot and bracket:
                 focus = float(math.exp(rng.uniform(math.log(0.3), math.log(6.0))))
             posed = replace(cam, T_ref_cam=motion @ cam.T_ref_cam, focus_distance_m=focus)
-            view = renderer.render(posed, noise=noise, rng=rng)
+            view = renderer.render(posed, noise=replace(noise, exposure=noise.exposure * float(exposures[i])),
+                                   rng=rng)
             frames.append(BurstFrame(camera_index=i, shot_index=shot, camera=posed, image=view.image))
             if shot == 0 and i == 0:
                 gt, spec, flat = view.depth, view.specular_mask, view.textureless_mask

@@ -1,6 +1,7 @@
 """The depth node: capture/sequence in; depth/image, depth/confidence, depth/camera_info and
 depth/points out (all latched, one header: the sequence's stamp in the reference optical frame);
-service depth/export_model writes a PLY point cloud or mesh under output_dir.
+service depth/export_model writes a PLY point cloud or mesh under output_dir; action depth/adapt
+fine-tunes the network on the rig's own unlabelled bursts and, if asked, switches to the result.
 
 Inference runs in one worker thread. The subscription only parks the newest sequence in a
 one-slot mailbox, so a burst arriving during inference replaces any waiting one (newest wins,
@@ -11,11 +12,15 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -33,11 +38,20 @@ from dfocus_capture.ros_convert import (
     image_to_msg,
     ns_to_stamp,
 )
+from dfocus_depth.adapt import AdaptConfig, AdaptError, adapt, read_bursts
 from dfocus_depth.background_fill import FILL_BELOW_CONFIDENCE
-from dfocus_depth.estimator import CENSUS_REFINE_MODES, CROSS_CHECK_MODES, WEIGHTS, DepthEstimator, DepthResult
+from dfocus_depth.estimator import (
+    CENSUS_REFINE_MODES,
+    CROSS_CHECK_MODES,
+    WEIGHTS,
+    DepthEstimator,
+    DepthResult,
+    WeightsError,
+)
 from dfocus_depth.geometry import DepthInputError, DepthRange
-from dfocus_depth.mesh import ExportError, export_model
+from dfocus_depth.mesh import ExportError, export_model, safe_output_path
 from dfocus_depth.pointcloud import pointcloud2_msg
+from dfocus_interfaces.action import AdaptDepth
 from dfocus_interfaces.msg import FocusSequence
 from dfocus_interfaces.srv import ExportModel
 
@@ -62,13 +76,19 @@ PARAMS = [
     ParamSpec("near_m", 0.0, "nearest depth swept (m); 0 = a quarter-image disparity at the widest baseline",
               min=0.0, max=1000.0),
     ParamSpec("far_m", 0.0, "farthest depth swept (m); 0 = infinity", min=0.0, max=1e6),
-    ParamSpec("weights", "", "weights file; empty = the shipped depth_cnn.pt", read_only=True),
-    ParamSpec("output_dir", "dfocus_exports", "folder export_model writes into (relative to the working directory "
-              "unless absolute); requests cannot leave it", read_only=True),
+    ParamSpec("weights", "", "weights file; empty = the shipped depth_cnn.pt (the adapt action may switch to "
+              "the weights it writes)", read_only=True),
+    ParamSpec("output_dir", "dfocus_exports", "folder export_model and adapt write into (relative to the working "
+              "directory unless absolute); requests cannot leave it", read_only=True),
     ParamSpec("mesh_max_jump", 0.05, "mesh export: no triangle across a relative depth jump above this",
               min=0.001, max=1.0),
 ]
 KEEP_RESULTS = 4  # exportable sequences kept in memory
+MAX_ADAPT_STEPS = 100_000
+
+
+class AdaptStoppedError(Exception):
+    """The adapt goal was canceled or preempted by a newer one."""
 
 
 @dataclass
@@ -104,6 +124,12 @@ class DepthNode(Node):
                                  callback_group=MutuallyExclusiveCallbackGroup())
         self.create_service(ExportModel, "depth/export_model", self._on_export,
                             callback_group=MutuallyExclusiveCallbackGroup())
+        self._adapt_lock = threading.Lock()
+        self._adapt_goal: ServerGoalHandle | None = None
+        self._adapt_server = ActionServer(
+            self, AdaptDepth, "depth/adapt", execute_callback=self._execute_adapt,
+            goal_callback=lambda _: GoalResponse.ACCEPT, handle_accepted_callback=self._on_adapt_accepted,
+            cancel_callback=lambda _: CancelResponse.ACCEPT, callback_group=MutuallyExclusiveCallbackGroup())
 
     def _on_params(self, changes: dict[str, Any]) -> str | None:
         near = changes.get("near_m", self.params["near_m"])
@@ -200,6 +226,78 @@ class DepthNode(Node):
         resp.message = f"wrote {resp.num_vertices} vertices, {resp.num_faces} faces"
         self.get_logger().info(f"exported {path}: {resp.message}")
         return resp
+
+    # ---- adapt action -----------------------------------------------------------------------------
+    def _on_adapt_accepted(self, goal: ServerGoalHandle) -> None:
+        with self._adapt_lock:
+            self._adapt_goal = goal  # a running goal sees this and stops as preempted
+        goal.execute()
+
+    def _adapt_stopped(self, goal: ServerGoalHandle) -> Callable[[], bool]:
+        def stopped() -> bool:
+            with self._adapt_lock:
+                return goal.is_cancel_requested or self._adapt_goal is not goal
+        return stopped
+
+    def _execute_adapt(self, goal: ServerGoalHandle) -> AdaptDepth.Result:
+        req, result, log = goal.request, AdaptDepth.Result(), self.get_logger()
+        try:
+            if not 1 <= req.steps <= MAX_ADAPT_STEPS:
+                raise AdaptError(f"steps must be 1..{MAX_ADAPT_STEPS}, got {req.steps}")
+            if not list(req.inputs):
+                raise AdaptError("no inputs: give rosbag2 folders or burst folders")
+            out = safe_output_path(self.params["output_dir"], req.output, ".pt")
+            bursts = [b for path in req.inputs for b in read_bursts(Path(path))]
+            cfg = AdaptConfig(steps=int(req.steps), lr=float(req.learning_rate) or AdaptConfig.lr,
+                              max_width=int(self.params["max_width"]), threads=torch.get_num_threads(),
+                              device=str(self.estimator.device.type))
+
+            def on_step(step: int, loss: float) -> None:
+                fb = AdaptDepth.Feedback()
+                fb.step, fb.steps, fb.loss = step, int(req.steps), float(loss)
+                goal.publish_feedback(fb)
+
+            stopped = self._adapt_stopped(goal)
+            log.info(f"adapting the depth network on {len(bursts)} bursts, {req.steps} steps -> {out}")
+            record = adapt(bursts, out, log.info, cfg, self.estimator.weights, self._depth_range(), stopped, on_step)
+            if stopped():
+                raise AdaptStoppedError("canceled" if goal.is_cancel_requested else "preempted by a newer goal")
+            if req.load:
+                self._use_weights(out)
+        except AdaptStoppedError as stop:
+            result.message = f"stopped: {stop} (weights so far kept in {req.output})"
+            log.info(f"adapt goal {result.message}")
+            if goal.is_cancel_requested:
+                goal.canceled()
+            else:
+                goal.abort()
+            return result
+        except (AdaptError, ExportError, WeightsError, DepthInputError, OSError) as exc:
+            result.message = str(exc)
+            log.warning(f"adapt goal aborted: {exc}")
+            goal.abort()
+            return result
+        result.weights_path = str(out)
+        result.photometric_error_before = float(record["photometric_error_before"])  # type: ignore[arg-type]
+        result.photometric_error_after = float(record["photometric_error_after"])  # type: ignore[arg-type]
+        result.steps_done = int(record["steps_done"])  # type: ignore[call-overload]
+        result.message = (f"photometric error {result.photometric_error_before:.4f} -> "
+                          f"{result.photometric_error_after:.4f}; "
+                          + ("depth maps now use these weights" if req.load else "weights not loaded"))
+        with self._adapt_lock:
+            if self._adapt_goal is goal:
+                self._adapt_goal = None
+        goal.succeed()
+        return result
+
+    def _use_weights(self, path: Path) -> None:
+        """Switch inference to `path`: a new estimator with the same settings, swapped in whole so
+        a depth map in progress finishes with the old one."""
+        old = self.estimator
+        new = DepthEstimator(path, old.device.type, old.max_width, old.max_sources, old.cross_check, old.fill_below,
+                             old.edge_median, old.census_refine)
+        self.estimator = new
+        self.get_logger().info(f"depth maps now use the weights {path}")
 
     def destroy_node(self) -> None:
         self._stop = True

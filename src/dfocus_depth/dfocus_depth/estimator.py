@@ -130,6 +130,7 @@ class DepthEstimator:
         if not 0.0 <= fill_below <= 1.0:
             raise DepthInputError(f"fill_below must be a confidence in 0..1, got {fill_below}")
         self.device = pick_device(device)
+        self.weights = Path(weights)
         self.net = load_model(weights, self.device)
         self.max_width = max_width
         self.max_sources = max_sources

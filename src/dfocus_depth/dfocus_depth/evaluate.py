@@ -27,8 +27,12 @@ from dfocus_depth.estimator import DepthEstimator
 from dfocus_depth.geometry import DepthRange, middlebury_range
 from dfocus_depth.stereo_baselines import fill_scanline, sgbm, sgbm_filled_median, sgbm_wls
 
-TEST_SEED_BASE = 5_000_000  # disjoint from the training (0..) and validation (900_000..) seeds
+# The development split's simulator scenes: disjoint from the training (0..) and validation (900_000..) seeds.
+DEV_SEED_BASE = 5_000_000
 EDGE_BAND_PX = 2
+# Regions also scored by their share > 2 px: where SGBM answers, both methods are compared on equal terms.
+SGBM_VALID = "SGBM's valid pixels"
+BAD2_REGIONS = (SGBM_VALID,)
 
 # Middlebury 2014 Motorcycle at quarter scale as shipped by scikit-image (500 rows x 741 columns):
 # f and doffs are the full-resolution calibration divided by 4, the baseline is unchanged.
@@ -57,6 +61,7 @@ class Case:
     num_disparities: int
     depth_range: DepthRange | None
     masks: dict[str, np.ndarray] = field(default_factory=dict)
+    light_field: bool = False  # a small-baseline case, also scored by the light-field figures
 
 
 @dataclass
@@ -64,7 +69,10 @@ class Tally:
     """Pixel sums pooled over cases, per region."""
 
     abs_err: float = 0.0
+    sq_err: float = 0.0
     bad2: int = 0
+    bad007: int = 0
+    bad_rel5: int = 0
     rel: float = 0.0
     covered: int = 0
     total: int = 0
@@ -78,16 +86,25 @@ class Tally:
         z_cap = 2.0 * float(np.max(f_b / (gt[valid] + doffs))) if valid.any() else np.inf
         with np.errstate(divide="ignore"):
             z = np.minimum(f_b / np.maximum(pred[ok] + doffs, 1e-9), z_cap)
+        rel = np.abs(z - z_gt) / z_gt
         self.abs_err += float(err.sum())
+        self.sq_err += float((err.astype(np.float64) ** 2).sum())
         self.bad2 += int((err > 2.0).sum())
-        self.rel += float((np.abs(z - z_gt) / z_gt).sum())
+        self.bad007 += int((err > 0.07).sum())
+        self.bad_rel5 += int((rel > 0.05).sum())
+        self.rel += float(rel.sum())
         self.covered += int(ok.sum())
         self.total += int(valid.sum())
 
-    def row(self) -> dict[str, float]:
+    def row(self, light_field: bool = False) -> dict[str, float]:
+        """Pooled figures; with `light_field`, also BadPix0.07 (share > 0.07 px) and MSE x 100 (px^2),
+        the light-field benchmarks' figures, meaningful where the pair's baseline is one view step."""
         n = max(self.covered, 1)
-        return {"epe_px": self.abs_err / n, "bad2": self.bad2 / n, "coverage": self.covered / max(self.total, 1),
-                "abs_rel": self.rel / n}
+        row = {"epe_px": self.abs_err / n, "bad2": self.bad2 / n, "coverage": self.covered / max(self.total, 1),
+               "abs_rel": self.rel / n, "bad_rel5": self.bad_rel5 / n}
+        if light_field:
+            row.update({"bad007": self.bad007 / n, "mse100": 100.0 * self.sq_err / n})
+        return row
 
 
 def edge_band(gt_disp: np.ndarray, jump_px: float = 1.0, band: int = EDGE_BAND_PX) -> np.ndarray:
@@ -115,7 +132,7 @@ def occluded(gt_disp: np.ndarray, margin_px: float = 1.0) -> np.ndarray:
     return valid & (~inside | behind)
 
 
-def _sgbm_disparities(bound: float) -> int:
+def sgbm_disparity_bound(bound: float) -> int:
     """A disparity bound rounded up to the multiple of 16 StereoSGBM needs (at least 16)."""
     return int(math.ceil(bound / 16) * 16) or 16
 
@@ -138,7 +155,7 @@ def middlebury_case(name: str, left: np.ndarray, right: np.ndarray, disp: np.nda
     return Case(
         name=name, burst=burst_from_images([left, right], cal), left=left, right=right, gt_disp=gt,
         f_px=cam.fx, baseline_m=float(cal.cameras[1].T_ref_cam[0, 3]), doffs=doffs,
-        num_disparities=num_disparities or _sgbm_disparities(ndisp), depth_range=rng,
+        num_disparities=num_disparities or sgbm_disparity_bound(ndisp), depth_range=rng,
         masks={"occlusion edges": edge_band(gt), "occluded in the right view": occluded(gt)},
     )
 
@@ -193,17 +210,25 @@ def middlebury_folder_case(folder: Path) -> Case:
     return middlebury_case(f"{folder.name} ({w}x{h})", left, right, disp.astype(np.float32), folder / "calib.txt")
 
 
-def synthetic_cases(count: int, width: int, seed_base: int = TEST_SEED_BASE) -> list[Case]:
-    """Held-out scenes on the project's 5-camera array (config/camera_array.yaml) at `width`."""
+def project_array(width: int) -> ArrayCalibration:
+    """The project's 5-camera array (config/camera_array.yaml: 30 mm cross, focus 0.4-5 m) at `width`."""
     from dfocus_capture.dds import find_config
-    from dfocus_capture.sim import simulate_burst
 
     path = find_config("camera_array.yaml")
     if path is None:
         raise FileNotFoundError("config/camera_array.yaml not found")
     full = load_calibration(path)
-    cal = full.scaled(width, round(full.reference.height * width / full.reference.width))
-    right = _right_neighbour(cal)
+    return full.scaled(width, round(full.reference.height * width / full.reference.width))
+
+
+def synthetic_cases(count: int, width: int, seed_base: int = DEV_SEED_BASE,
+                    calibration: ArrayCalibration | None = None, light_field: bool = False) -> list[Case]:
+    """Held-out simulator scenes seen by `calibration` (default: the project's array at `width`),
+    the reference first and a camera to its right; `light_field` marks small-baseline cases."""
+    from dfocus_capture.sim import simulate_burst
+
+    cal = calibration if calibration is not None else project_array(width)
+    right = right_neighbour(cal)
     cases = []
     for i in range(count):
         sb = simulate_burst(cal, seed_base + i, num_shots=1, shift_amplitude_mm=0.0, noise=True)
@@ -212,18 +237,18 @@ def synthetic_cases(count: int, width: int, seed_base: int = TEST_SEED_BASE) -> 
         f_b = ref.camera.fx * float(cal.cameras[right].T_ref_cam[0, 3])
         gt = (f_b / sb.gt_depth).astype(np.float32)
         # Like Middlebury's ndisp: a bound on the scene's disparities that every method searches.
-        ndisp = _sgbm_disparities(float(np.max(gt)) * 1.1)
+        ndisp = sgbm_disparity_bound(float(np.max(gt)) * 1.1)
         cases.append(Case(
             name=f"sim seed {seed_base + i}", burst=burst, left=ref.image, right=burst.frame(0, right).image,
             gt_disp=gt, f_px=ref.camera.fx, baseline_m=float(cal.cameras[right].T_ref_cam[0, 3]), doffs=0.0,
             num_disparities=ndisp, depth_range=DepthRange(near_m=f_b / ndisp, far_m=math.inf),
             masks={"occlusion edges": edge_band(gt), "specular": sb.specular_mask.astype(bool),
-                   "textureless": sb.textureless_mask.astype(bool)},
+                   "textureless": sb.textureless_mask.astype(bool)}, light_field=light_field,
         ))
     return cases
 
 
-def _right_neighbour(cal: ArrayCalibration) -> int:
+def right_neighbour(cal: ArrayCalibration) -> int:
     """The camera forming a rectified pair with the reference: same rotation, pure +x offset."""
     best, dist = -1, math.inf
     for i, c in enumerate(cal.cameras):
@@ -254,15 +279,17 @@ def network_method(estimator: DepthEstimator, two_views: bool, max_width: int | 
     def run(case: Case) -> np.ndarray:
         burst = case.burst
         if two_views and burst.num_cameras > 2:
-            burst = subset_burst(burst, [burst.reference_index, _right_neighbour(burst.calibration())])
+            burst = subset_burst(burst, [burst.reference_index, right_neighbour(burst.calibration())])
         res = estimator.estimate(burst, case.depth_range if case_range else None)
         with np.errstate(divide="ignore", invalid="ignore"):
             return (case.f_px * case.baseline_m / res.depth - case.doffs).astype(np.float32)
     return run
 
 
-def evaluate(cases: list[Case], methods: dict[str, Method]) -> list[dict[str, object]]:
-    """One row per method: pooled metrics over all cases, overall and per masked region."""
+def evaluate(cases: list[Case], methods: dict[str, Method],
+             predictions: dict[tuple[str, str], np.ndarray] | None = None) -> list[dict[str, object]]:
+    """One row per method: pooled metrics over all cases, overall and per masked region. Each
+    method's disparity map is kept in `predictions[(method, case name)]` when that is given."""
     rows: list[dict[str, object]] = []
     for name, method in methods.items():
         overall = Tally()
@@ -272,14 +299,19 @@ def evaluate(cases: list[Case], methods: dict[str, Method]) -> list[dict[str, ob
             start = time.perf_counter()
             pred = method(case)
             seconds += time.perf_counter() - start
+            if predictions is not None:
+                predictions[(name, case.name)] = pred
             f_b = case.f_px * case.baseline_m
             everywhere = np.ones(case.gt_disp.shape, bool)
             overall.add(pred, case.gt_disp, everywhere, f_b, case.doffs)
             for region, mask in case.masks.items():
                 regions.setdefault(region, Tally()).add(pred, case.gt_disp, mask, f_b, case.doffs)
-        row: dict[str, object] = {"method": name, **overall.row(), "seconds": seconds / max(len(cases), 1)}
+        light_field = bool(cases) and all(c.light_field for c in cases)
+        row: dict[str, object] = {"method": name, **overall.row(light_field), "seconds": seconds / max(len(cases), 1)}
         for region, tally in regions.items():
             row[f"epe_px {region}"] = tally.row()["epe_px"] if tally.total else float("nan")
+            if region in BAD2_REGIONS:
+                row[f"bad2 {region}"] = tally.row()["bad2"] if tally.total else float("nan")
         rows.append(row)
     return rows
 
@@ -328,14 +360,25 @@ def markdown_table(title: str, rows: list[dict[str, object]]) -> str:
 
 def _label(key: str) -> str:
     return {"epe_px": "EPE px", "bad2": "> 2 px", "coverage": "coverage", "abs_rel": "abs rel",
-            "seconds": "s / map"}.get(key, key.replace("epe_px ", "EPE px, "))
+            "bad_rel5": "depth > 5 % off", "bad007": "BadPix0.07", "mse100": "MSE x100",
+            "seconds": "s / map", "sgbm epe_px": "SGBM EPE px", "sgbm bad2": "SGBM > 2 px",
+            "sgbm bad_rel5": "SGBM depth > 5 % off", "sgbm coverage": "SGBM coverage",
+            "sgbm filled epe_px": "SGBM filled EPE px", "sgbm bad007": "SGBM BadPix0.07",
+            "adapted epe_px": "EPE px after adapt", "adapted bad2": "> 2 px after adapt", "change": "EPE change",
+            "photometric before": "photometric error", "photometric after": "photometric error after adapt",
+            }.get(key, key.replace("epe_px ", "EPE px, ").replace("bad2 ", "> 2 px, "))
 
 
 def _fmt(key: str, value: object) -> str:
     v = float(value)  # type: ignore[arg-type]
     if math.isnan(v):
         return "-"
-    if key in ("bad2", "coverage"):
+    if key == "change":
+        return f"{100 * v:+.1f} %"
+    if key.startswith("photometric"):
+        return f"{v:.4f}"
+    if key.removeprefix("sgbm ").removeprefix("adapted ") in ("bad2", "coverage", "bad_rel5", "bad007") \
+            or key.startswith("bad2 "):
         return f"{100 * v:.1f} %"
     if key == "abs_rel":
         return f"{v:.3f}"

@@ -29,8 +29,9 @@ class Mesh:
     faces: np.ndarray  # Mx3 int32 (empty for a point cloud)
 
 
-def safe_output_path(output_dir: Path | str, filename: str) -> Path:
-    """`filename` inside `output_dir`, refusing absolute paths and anything that leaves the folder."""
+def safe_output_path(output_dir: Path | str, filename: str, suffix: str = ".ply") -> Path:
+    """`filename` inside `output_dir` (with `suffix` added if it has another), refusing absolute
+    paths and anything that leaves the folder."""
     if not filename or not filename.strip():
         raise ExportError("filename is empty")
     rel = Path(filename)
@@ -42,8 +43,8 @@ def safe_output_path(output_dir: Path | str, filename: str) -> Path:
     target = (root / rel).resolve()
     if root != target and root not in target.parents:
         raise ExportError(f"{filename!r} resolves outside the output folder {root}")
-    if target.suffix.lower() != ".ply":
-        target = target.with_name(target.name + ".ply")
+    if target.suffix.lower() != suffix:
+        target = target.with_name(target.name + suffix)
     return target
 
 

@@ -19,7 +19,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
 
-from dfocus_depth.dataset import PHOTOGRAPHS, SimSample, random_subset, render_sample, training_photographs
+from dfocus_depth.dataset import (
+    MAX_THIN_OBJECTS,
+    PHOTO_SHARE,
+    PHOTOGRAPHS,
+    TRAINING_KINDS,
+    SimSample,
+    random_subset,
+    render_sample,
+    training_photographs,
+)
 from dfocus_depth.estimator import WEIGHTS, pick_device
 from dfocus_depth.geometry import (
     DEFAULT_MAX_DISPARITY_FRACTION,
@@ -42,8 +51,8 @@ CAMERA_COUNT_WEIGHTS = np.array([3, 3, 3, 2, 1, 1, 1]) / 14
 @dataclass
 class TrainConfig:
     seed: int = 0
-    scenes: int = 200
-    steps: int = 1500
+    scenes: int = 500
+    steps: int = 4000
     batch: int = 3
     width: int = 160
     height: int = 120
@@ -205,7 +214,10 @@ def train(cfg: TrainConfig, log: Callable[[str], None], command: str = "") -> di
         # The record sits beside the weights: their file name, not this machine's path to them.
         "config": {**asdict(cfg), "out": Path(cfg.out).name},
         "data": {
-            "generator": "dfocus_depth.dataset.render_sample: dfocus_capture.sim random_scene + ThinLensRenderer",
+            "generator": ("dfocus_depth.dataset.render_sample: dfocus_capture.sim random_scene (kinds "
+                          f"{', '.join(TRAINING_KINDS)}; photograph share {PHOTO_SHARE}; up to {MAX_THIN_OBJECTS} "
+                          "thin objects) + ThinLensRenderer; baselines 4-80 mm; sensor gain 0.3-8; "
+                          "per-camera exposure 0.8-1.25"),
             "train_seeds": _seed_span(train_set),
             "validation_seeds": _seed_span(val_set),
             "photographs": list(PHOTOGRAPHS) if cfg.photo_textures else [],

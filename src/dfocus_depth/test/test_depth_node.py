@@ -120,3 +120,66 @@ def test_sequence_to_depth_across_processes(rclpy_context: Any, spin: Any, node_
     assert len(mesh.faces) == done.num_faces > 0 and len(mesh.vertices) == done.num_vertices
     assert proc.poll() is None
     print(node_processes.output(proc)[-2000:], file=sys.stderr)
+
+
+def test_adapt_action_fine_tunes_reports_progress_and_refuses_bad_goals(
+        rclpy_context: Any, spin: Any, node_processes: Any, wait: Any, sample: Any, tmp_path: Path) -> None:
+    from action_msgs.msg import GoalStatus
+    from rclpy.action import ActionClient
+    from rclpy.node import Node
+
+    from dfocus_capture.drivers.folder import write_burst_folder
+    from dfocus_interfaces.action import AdaptDepth
+
+    folder = tmp_path / "burst"
+    write_burst_folder(subset_burst(sample.burst, [0, 1, 2]), folder)
+    proc = node_processes.python(
+        "dfocus_depth.depth_node", "--ros-args", "-r", "__ns:=/test", "-p", "max_width:=64",
+        "-p", f"output_dir:={tmp_path / 'exports'}", name="depth")
+    node = Node("adapt_test", namespace="/test", context=rclpy_context)
+    client = ActionClient(node, AdaptDepth, "depth/adapt")
+    spin(node)
+    feedback: list[Any] = []
+
+    def run(goal: Any, cancel_after_feedback: bool = False) -> Any:
+        sent = client.send_goal_async(goal, feedback_callback=lambda fb: feedback.append(fb.feedback))
+        wait(sent.done, 30.0, "the adapt goal's response")
+        handle = sent.result()
+        if cancel_after_feedback:
+            wait(lambda: bool(feedback), 60.0, "adapt feedback")
+            handle.cancel_goal_async()
+        result = handle.get_result_async()
+        wait(result.done, 120.0, "the adapt goal's result")
+        return result.result()
+
+    try:
+        wait(lambda: client.wait_for_server(timeout_sec=0.1), 30.0, "the depth/adapt action server")
+        # The graph reports a server before DDS has matched every endpoint: probe with a goal the
+        # node refuses at once until one makes the whole trip.
+        for _ in range(10):
+            try:
+                probe = run(AdaptDepth.Goal(inputs=[str(folder)], output="probe", steps=0))
+                break
+            except AssertionError:
+                continue
+        assert probe.status == GoalStatus.STATUS_ABORTED and "steps must be" in probe.result.message
+
+        missing = run(AdaptDepth.Goal(inputs=[str(tmp_path / "nowhere")], output="x", steps=3))
+        assert missing.status == GoalStatus.STATUS_ABORTED and "neither a rosbag2" in missing.result.message
+        outside = run(AdaptDepth.Goal(inputs=[str(folder)], output="../escape", steps=3))
+        assert outside.status == GoalStatus.STATUS_ABORTED and ".." in outside.result.message
+        assert not (tmp_path / "escape.pt").exists()
+
+        done = run(AdaptDepth.Goal(inputs=[str(folder)], output="rig/adapted", steps=4, learning_rate=1e-3))
+        assert done.status == GoalStatus.STATUS_SUCCEEDED, done.result.message
+        assert Path(done.result.weights_path) == (tmp_path / "exports" / "rig" / "adapted.pt").resolve()
+        assert Path(done.result.weights_path).is_file() and done.result.steps_done == 4
+        assert [fb.step for fb in feedback] == [1, 2, 3, 4] and all(fb.steps == 4 for fb in feedback)
+        wait(lambda: "depth maps now use the weights" in node_processes.output(proc), 20.0, "the switch logged")
+
+        feedback.clear()
+        canceled = run(AdaptDepth.Goal(inputs=[str(folder)], output="long", steps=5000), cancel_after_feedback=True)
+        assert canceled.status == GoalStatus.STATUS_CANCELED and "canceled" in canceled.result.message
+        assert proc.poll() is None
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{node_processes.output(proc)[-3000:]}") from None

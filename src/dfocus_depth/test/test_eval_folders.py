@@ -42,8 +42,8 @@ def test_a_folder_reads_as_the_same_case(folder: Path, tmp_path: Path) -> None:
 def test_eval_scores_the_folder_against_sgbm(folder: Path, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "eval.md"
-    argv = ["--synthetic", "0", "--no-motorcycle", "--middlebury", str(folder), "--max-width", "128",
-            "--out", str(out)]
+    argv = ["--synthetic", "0", "--test-scenes", "0", "--no-motorcycle", "--middlebury", str(folder),
+            "--max-width", "128", "--out", str(out)]
     assert eval_command(argv) == 0
     text = out.read_text()
     assert f"### {folder.name} ({COLS}x{ROWS})" in text and "Motorcycle" not in text
@@ -76,7 +76,8 @@ def test_unusable_folders_are_refused_with_the_reason(folder: Path, tmp_path: Pa
     else:
         im = cv2.imread(str(bad / "im1.png"))
         cv2.imwrite(str(bad / "im1.png"), im[:, : COLS // 2])
-    argv = ["--synthetic", "0", "--no-motorcycle", "--middlebury", str(bad), "--out", str(tmp_path / "x.md")]
+    argv = ["--synthetic", "0", "--test-scenes", "0", "--no-motorcycle", "--middlebury", str(bad),
+            "--out", str(tmp_path / "x.md")]
     assert eval_command(argv) == 2
     assert reason in capsys.readouterr().err
 

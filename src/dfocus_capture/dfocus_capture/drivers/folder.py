@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import yaml
 
-from dfocus_capture.burst import Burst
+from dfocus_capture.burst import Burst, BurstFrame
 from dfocus_capture.calibration import (
     CalibrationError,
     CameraModel,
@@ -179,6 +179,18 @@ class FolderCameraArray(CameraArrayDriver):
     def close(self) -> None:
         self._images = []
         super().close()
+
+    def burst(self, sequence_id: int = 0) -> Burst:
+        """The whole folder as one burst (every shot of every camera, at the driver's resolution);
+        call after `open`."""
+        if not self._images:
+            raise DriverError(f"{self.folder}: open the folder before reading its burst")
+        w, h = self.resolution
+        frames = [BurstFrame(camera_index=i % self.num_cameras, shot_index=i // self.num_cameras, image=img,
+                             camera=model if (w, h) == (model.width, model.height) else model.scaled(w, h))
+                  for i, (model, img) in enumerate(zip(self._models, self._images, strict=True))]
+        return Burst(sequence_id=sequence_id, reference_camera=self.native.reference_camera, num_shots=self.num_shots,
+                     num_cameras=self.num_cameras, frames=frames)
 
     def _next_shot(self) -> int:
         return self.trigger_count % self.num_shots

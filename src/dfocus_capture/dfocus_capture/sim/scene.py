@@ -175,9 +175,14 @@ def random_scene(
     textureless: bool = True,
     tile_px: int = 256,
     photos: Sequence[np.ndarray] = (),
+    kinds: Sequence[str] = KINDS,
+    photo_share: float = 0.5,
+    thin_objects: int = 0,
 ) -> Scene:
     """A seeded random scene spanning near_m..far_m in front of the reference camera. With
-    `photos`, half of the surfaces that draw a texture kind are cut from those photographs."""
+    `photos`, `photo_share` of the surfaces that draw a texture are cut from those photographs,
+    the others draw a procedural kind from `kinds`. `thin_objects` adds that many poles and wires
+    (a few pixels wide) in front of the scene."""
     if not (0.05 <= near_m < far_m):
         raise SceneError(f"need 0.05 <= near_m < far_m, got near_m={near_m}, far_m={far_m}")
     rng = np.random.default_rng(seed)
@@ -185,9 +190,9 @@ def random_scene(
     surfaces: list[Surface] = []
 
     def tile(kind: str | None = None) -> np.ndarray:
-        if kind is None and photos and rng.random() < 0.5:
+        if kind is None and photos and rng.random() < photo_share:
             return photo_texture(photos, rng, tile_px)
-        return make_texture(kind or str(rng.choice(KINDS)), rng, tile_px)
+        return make_texture(kind or str(rng.choice(list(kinds))), rng, tile_px)
 
     # Back wall: fills the view behind everything, so every pixel has a finite depth.
     z_wall = far_m * rng.uniform(0.8, 1.0)
@@ -251,6 +256,18 @@ def random_scene(
             R = _rot_y(rng.uniform(-0.8, 0.8)) @ _rot_x(rng.uniform(-0.3, 0.3))
             halves = np.array([half, half * rng.uniform(0.6, 1.3), half * rng.uniform(0.5, 1.2)])
             surfaces.extend(_box_faces(f"box{i}", centre + R[:, 2] * halves[2], halves, R, tile(), texel, light))
+
+    for i in range(thin_objects):
+        # A pole or wire at any orientation across much of the view, 0.2-2 % of the view wide (a
+        # few pixels at any working resolution).
+        z = depth_sample(near_m, obj_far)
+        width = z * math.exp(rng.uniform(math.log(0.002), math.log(0.02)))
+        a = rng.uniform(0, np.pi)
+        roll = np.array([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0], [0.0, 0.0, 1.0]])
+        centre = np.array([rng.uniform(-VIEW_TAN_X, VIEW_TAN_X) * z, rng.uniform(-VIEW_TAN_Y, VIEW_TAN_Y) * z, z])
+        surfaces.append(make_surface(f"thin{i}", centre, roll @ _rot_x(rng.uniform(-0.4, 0.4)),
+                                     rect_polygon(rng.uniform(0.15, 0.4) * z, width / 2), tile(),
+                                     texel_for_depth(z, rng), light))
 
     if specular:
         z = depth_sample(max(near_m * 2, 0.8), max(near_m * 2.5, min(3.0, obj_far)))

@@ -13,6 +13,9 @@ import cv2
 import numpy as np
 
 KINDS = ("noise", "stripes", "checker", "blobs", "bricks")
+# Kinds with the statistics of natural images (scale-invariant occlusions, a 1/f amplitude
+# spectrum): the depth network's training draws them too, so it does not learn the look of KINDS.
+NATURAL_KINDS = ("dead_leaves", "pink_noise")
 
 
 def _periodic_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
@@ -40,6 +43,41 @@ def fractal_noise(rng: np.random.Generator, size: int, octaves: int = 6) -> np.n
     out /= total
     lo, hi = np.percentile(out, (1, 99))
     return np.clip((out - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
+
+
+def dead_leaves(rng: np.random.Generator, size: int, min_radius: float = 2.0) -> np.ndarray:
+    """The dead-leaves model in [0, 1]: discs of random grey, radii with density ~ r^-3 between
+    `min_radius` and a quarter of the tile, scale-invariant like the occlusion statistics of
+    natural scenes. Painted back to front (the last disc is the nearest leaf) until the tile is
+    covered about eight times over; drawn wrapped, so the tile is periodic."""
+    img = np.full((size, size), float(rng.random()), np.float32)
+    r_max = size / 4.0
+    mean_area = 2 * np.pi * min_radius**2 * np.log(r_max / min_radius)  # E[pi r^2] under r^-3
+    count = int(8 * size * size / mean_area)
+    u = rng.random(count)
+    radii = min_radius * r_max / np.sqrt(r_max**2 * (1 - u) + min_radius**2 * u)  # inverse CDF of r^-3
+    centres = rng.random((count, 2)) * size
+    greys = rng.random(count)
+    for (cx, cy), r, g in zip(centres, radii, greys, strict=True):
+        for dx in (-size, 0, size):
+            for dy in (-size, 0, size):
+                cv2.circle(img, (int(cx + dx), int(cy + dy)), int(round(r)), float(g), -1)
+    return img
+
+
+def pink_noise(rng: np.random.Generator, size: int, exponent: float | None = None) -> np.ndarray:
+    """Gaussian noise with an amplitude spectrum ~ 1/f^exponent (exponent about 1, as natural images),
+    normalised to [0, 1]; periodic by construction (built in the Fourier domain)."""
+    alpha = float(rng.uniform(0.8, 1.4)) if exponent is None else exponent
+    fy = np.fft.fftfreq(size)[:, None]
+    fx = np.fft.rfftfreq(size)[None, :]
+    f = np.sqrt(fx**2 + fy**2)
+    f[0, 0] = 1.0
+    spectrum = (rng.standard_normal(f.shape) + 1j * rng.standard_normal(f.shape)) / f**alpha
+    spectrum[0, 0] = 0.0
+    out = np.fft.irfft2(spectrum, s=(size, size)).astype(np.float32)
+    lo, hi = np.percentile(out, (1, 99))
+    return np.clip((out - lo) / max(float(hi - lo), 1e-6), 0.0, 1.0)
 
 
 def _pattern(kind: str, rng: np.random.Generator, size: int) -> np.ndarray:
@@ -76,7 +114,11 @@ def _pattern(kind: str, rng: np.random.Generator, size: int) -> np.ndarray:
         mortar = ((xs < 0.06) | (ys < 0.12)).astype(np.float32)
         brick_val = _periodic_noise(rng, size, rows) * 0.5 + 0.5 * fractal_noise(rng, size, 6)
         return np.clip((1 - mortar) * brick_val + mortar * 0.95, 0.0, 1.0)
-    raise ValueError(f"unknown texture kind {kind!r}; one of {KINDS}")
+    if kind == "dead_leaves":
+        return dead_leaves(rng, size)
+    if kind == "pink_noise":
+        return pink_noise(rng, size)
+    raise ValueError(f"unknown texture kind {kind!r}; one of {KINDS + NATURAL_KINDS}")
 
 
 def random_palette(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

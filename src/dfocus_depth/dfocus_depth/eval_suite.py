@@ -221,8 +221,9 @@ def adaptation_rows(split: dict[str, list[Case]], estimator: DepthEstimator, ste
             family = next(f for f in FAMILIES if f.name == name)
             bursts = [c.burst for c in family_cases(family, ADAPT_BURSTS, photos, ADAPT_SEED_BASE)]
         out = folder / f"adapted_{len(rows)}.pt"
-        record = adapt(bursts, out, log, AdaptConfig(steps=steps, max_width=estimator.max_width,
-                                                     threads=torch.get_num_threads()), estimator.weights)
+        # At the adaptation's own working width (the depth node's), scored as `estimator` runs.
+        record = adapt(bursts, out, log, AdaptConfig(steps=steps, threads=torch.get_num_threads()),
+                       estimator.weights)
         adapted = copy.copy(estimator)
         adapted.net, adapted.weights = load_model(out, estimator.device), out
         before, after = (evaluate(cases, {NETWORK: network_method(e, False)})[0] for e in (estimator, adapted))

@@ -221,6 +221,8 @@ def eval_command(argv: list[str]) -> int:
                    "split (real pairs: this and 741 px, Motorcycle's full width, or 768 px for --middlebury "
                    "folders, as `dfocus depth`)")
     p.add_argument("--test-scenes", type=int, default=3, help="test split: scenes per family")
+    p.add_argument("--families", nargs="+", default=[], metavar="WORD",
+                   help="test split: only the families whose name contains one of these words")
     p.add_argument("--adapt-steps", type=int, default=0,
                    help="also score `dfocus adapt` with this many steps: per rig, adapted on unlabelled bursts of "
                    "other scenes, then scored before and after (0 = off; minutes per rig)")
@@ -244,7 +246,10 @@ def eval_command(argv: list[str]) -> int:
         return _err(str(exc))
     sections = []
     if a.split in ("test", "all") and a.test_scenes > 0:
-        families = build_test_split(a.test_scenes)
+        try:
+            families = build_test_split(a.test_scenes, a.families)
+        except ValueError as exc:
+            return _err(str(exc))
         test_est = DepthEstimator(a.weights, "auto", a.test_max_width)
         predictions: dict[tuple[str, str], np.ndarray] = {}
         family_rows = {name: evaluate(cases, test_split_methods(test_est), predictions)

@@ -151,10 +151,14 @@ def build_dev_split(count: int, width: int) -> dict[str, list[Case]]:
     }
 
 
-def build_test_split(count: int) -> dict[str, list[Case]]:
-    """Every family's cases, `count` scenes each, keyed by family name."""
+def build_test_split(count: int, words: Sequence[str] = ()) -> dict[str, list[Case]]:
+    """Every family's cases (only those whose name contains one of `words`, if any), `count`
+    scenes each, keyed by family name."""
     photos = load_test_photographs()
-    return {f.name: family_cases(f, count, photos) for f in FAMILIES}
+    chosen = [f for f in FAMILIES if not words or any(w in f.name for w in words)]
+    if not chosen:
+        raise ValueError(f"no test family matches {list(words)}; they are: {[f.name for f in FAMILIES]}")
+    return {f.name: family_cases(f, count, photos) for f in chosen}
 
 
 def with_sgbm_region(case: Case) -> Case:

@@ -21,7 +21,7 @@ LAYOUTS = ("line", "cross", "grid", "ring", "scatter")
 # The only photographs training may cut textures from, all bundled with an installed package (no
 # download): scikit-image's, scikit-learn's and matplotlib's samples named here. Every other
 # bundled photograph (the rest of scikit-image, OpenCV's samples) and the Middlebury Motorcycle pair
-# are kept for the evaluation's test split (`evaluate.TEST_PHOTOGRAPHS`) and never trained on.
+# are kept for the evaluation's test split (`layered_scenes.TEST_PHOTOGRAPHS`) and never trained on.
 SKIMAGE_PHOTOGRAPHS = ("brick", "grass", "gravel", "rocket", "coins", "camera", "text", "page", "moon", "horse",
                        "clock")
 SKLEARN_PHOTOGRAPHS = ("china.jpg", "flower.jpg")

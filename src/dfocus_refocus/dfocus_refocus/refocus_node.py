@@ -53,7 +53,10 @@ PARAMS = [
               max=4096),
     ParamSpec("refine", "auto", "residual image alignment after depth warping: auto = hand-held bursts or "
               "frames failing the alignment check", choices=("auto", "always", "never"), read_only=True),
-    ParamSpec("depth_timeout_s", 2.0, "how long a goal waits for the depth of its sequence", min=0.0, max=60.0),
+    ParamSpec("sequence_timeout_s", 10.0, "how long a goal waits for a sequence not received yet (a goal can "
+              "overtake its burst; the 130 MB burst takes longer to arrive)", min=0.0, max=600.0),
+    ParamSpec("depth_timeout_s", 60.0, "how long a goal waits for the depth of its sequence (the depth node "
+              "takes 2 s per burst on a quiet 2-core machine, several times that under load)", min=0.0, max=600.0),
     ParamSpec("min_confidence", 0.0, "depth pixels below this confidence are treated as holes", min=0.0,
               max=1.0, read_only=True),
     ParamSpec("max_kernel_px", 7.0, "bokeh: widest disc rendered at full resolution (larger blur is "
@@ -254,7 +257,8 @@ class RefocusNode(Node):
         return result
 
     def _await_prepared(self, goal: ServerGoalHandle, sequence_id: int) -> PreparedSequence:
-        entry = self.cache.get(sequence_id)
+        self._feedback(goal, "waiting for the sequence", 0.0)
+        entry = self.cache.get(sequence_id, self.params["sequence_timeout_s"], lambda: self._check(goal), POLL_S)
         deadline = time.monotonic() + self.params["depth_timeout_s"]
         self._feedback(goal, "waiting for depth", 0.0)
         while not entry.depth_arrived.wait(POLL_S):

@@ -4,6 +4,7 @@ prepared (registered + fused) products. Pure Python, thread-safe, testable witho
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -54,6 +55,8 @@ class SequenceCache:
         self.min_confidence = min_confidence
         self._prepare_fn = preparer
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)  # notified when a burst is added
+        self._newest_id = 0  # highest sequence id received (the sequencer numbers bursts upwards)
         self._entries: OrderedDict[int, CacheEntry] = OrderedDict()
         self._orphan_depth: OrderedDict[int, np.ndarray] = OrderedDict()
         self._orphan_conf: OrderedDict[int, np.ndarray] = OrderedDict()
@@ -78,6 +81,8 @@ class SequenceCache:
             depth = self._orphan_depth.pop(burst.stamp_ns, None)
             if depth is not None:
                 self._attach_depth(entry, depth)
+            self._newest_id = max(self._newest_id, burst.sequence_id)
+            self._arrived.notify_all()
         return entry
 
     def add_depth(self, stamp_ns: int, depth: np.ndarray) -> int | None:
@@ -134,19 +139,32 @@ class SequenceCache:
         entry.stage, entry.progress = "ready", 1.0
         return prepared
 
-    def get(self, sequence_id: int) -> CacheEntry:
-        """The entry for `sequence_id` (0 = the newest)."""
-        with self._lock:
-            if not self._entries:
-                raise SequenceNotFoundError("no sequence has been received yet")
-            if sequence_id == 0:
-                return next(reversed(self._entries.values()))
-            entry = self._entries.get(sequence_id)
-            if entry is None:
-                raise SequenceNotFoundError(
-                    f"sequence {sequence_id} is not in the cache (holding {list(self._entries)})"
-                )
-            return entry
+    def get(self, sequence_id: int, timeout_s: float = 0.0, check: Callable[[], None] = lambda: None,
+            poll_s: float = 0.1) -> CacheEntry:
+        """The entry for `sequence_id` (0 = the newest). A burst not received yet is waited for up
+        to `timeout_s` if it can still come: any burst for 0, and for a given id one newer than
+        every burst seen (a goal can overtake its burst: they travel on different channels). An
+        older id that is not held was evicted: SequenceNotFoundError at once. `check` runs every
+        `poll_s` while waiting and may raise (a canceled goal)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self._arrived:
+                entry = (next(reversed(self._entries.values()), None) if sequence_id == 0
+                         else self._entries.get(sequence_id))
+                if entry is not None:
+                    return entry
+                held = list(self._entries)
+                can_come = sequence_id == 0 or sequence_id > self._newest_id
+                left = deadline - time.monotonic()
+                if can_come and left > 0:
+                    self._arrived.wait(min(left, poll_s))
+            if entry is None and (not can_come or left <= 0):
+                break
+            check()
+        if sequence_id == 0:
+            raise SequenceNotFoundError(f"no sequence has been received within {timeout_s:g} s")
+        waited = f" and did not arrive within {timeout_s:g} s" if can_come else " (evicted, or never received)"
+        raise SequenceNotFoundError(f"sequence {sequence_id} is not in the cache (holding {held}){waited}")
 
     def latest_ready(self) -> PreparedSequence | None:
         """The newest sequence whose preparation finished successfully."""

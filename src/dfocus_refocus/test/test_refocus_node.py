@@ -21,6 +21,7 @@ NS = "/refocus_test"
 STAMP_A = 1_700_000_000_000_000_000
 STAMP_B = STAMP_A + 1_000_000_000
 DEPTH_TIMEOUT_S = 4.0
+SEQUENCE_TIMEOUT_S = 8.0
 PREVIEW_WIDTH = 160
 
 
@@ -87,7 +88,8 @@ class Driver:
 def graph(rclpy_context: object, spin: Any, node_processes: Any, wait: Any) -> tuple[Driver, Any]:
     proc = node_processes.python(
         "dfocus_refocus.refocus_node", "--ros-args", "-r", f"__ns:={NS}",
-        "-p", f"depth_timeout_s:={DEPTH_TIMEOUT_S}", "-p", f"preview_width:={PREVIEW_WIDTH}", name="refocus",
+        "-p", f"depth_timeout_s:={DEPTH_TIMEOUT_S}", "-p", f"sequence_timeout_s:={SEQUENCE_TIMEOUT_S}",
+        "-p", f"preview_width:={PREVIEW_WIDTH}", name="refocus",
     )
     driver = Driver(rclpy_context)
     spin(driver.node)
@@ -151,17 +153,18 @@ def _action_checks(driver: Driver, proc: Any, wait: Any) -> None:
     res = driver.result(handle, wait)
     assert res.status == GoalStatus.STATUS_ABORTED and "beyond far_m" in res.result.message
     handle, _ = driver.send(driver.goal(1.0, 0.0, 0.0, sequence_id=99), wait)
-    res = driver.result(handle, wait)
+    res = driver.result(handle, wait, timeout=SEQUENCE_TIMEOUT_S + 20)
     assert res.status == GoalStatus.STATUS_ABORTED and "99 is not in the cache" in res.result.message
+    assert f"did not arrive within {SEQUENCE_TIMEOUT_S:g} s" in res.result.message
 
     # Sequence 8 has no depth yet: its goal waits, and can be canceled while waiting.
     case_b = make_case(seed=6, width=240, stamp_ns=STAMP_B, sequence_id=8)
     driver.seq_pub.publish(burst_to_msg(case_b.burst))
-    # The goal travels apart from the sequence and can overtake it ("not in the cache"): wait
-    # until the node lists sequence 8.
-    wait(lambda: 8 in getattr(driver.list_sequences(), "sequence_ids", []), 10.0, "sequence 8 in the cache")
+    # Sent at once: the goal travels apart from the sequence and can overtake it; the node waits
+    # for the sequence (up to sequence_timeout_s), then for its depth.
     handle, feedback = driver.send(driver.goal(1.0, 0.0, 0.0, sequence_id=8), wait)
-    wait(lambda: any(f.stage == "waiting for depth" for f in feedback), 5.0, "waiting-for-depth feedback")
+    wait(lambda: any(f.stage == "waiting for depth" for f in feedback), SEQUENCE_TIMEOUT_S + 10,
+         "waiting-for-depth feedback")
     cancel = handle.cancel_goal_async()
     wait(cancel.done, 5.0, "cancel response")
     res = driver.result(handle, wait)

@@ -60,3 +60,37 @@ def test_low_confidence_depth_becomes_holes():
         assert np.isnan(seen[0][:, :40]).all() and np.isfinite(seen[0][:, 40:]).all()
     finally:
         cache.shutdown()
+
+
+def test_a_goal_may_overtake_its_burst_but_not_wait_for_an_evicted_one():
+    import threading
+    import time
+
+    cache = SequenceCache(capacity=1, preparer=_prepare)
+    try:
+        a = make_case(seed=5, width=96, stamp_ns=100, sequence_id=4)
+        b = make_case(seed=6, width=96, stamp_ns=200, sequence_id=5)
+        arrives = threading.Timer(0.5, cache.add_burst, (a.burst,))
+        arrives.start()
+        start = time.monotonic()
+        assert cache.get(4, timeout_s=30.0).sequence_id == 4  # waited for it, not the full timeout
+        assert time.monotonic() - start < 25.0
+        arrives.join()
+        cache.add_burst(b.burst)  # capacity 1: sequence 4 is evicted
+        start = time.monotonic()
+        with pytest.raises(SequenceNotFoundError, match=r"sequence 4 is not in the cache \(holding \[5\]\) \(evicted"):
+            cache.get(4, timeout_s=30.0)
+        assert time.monotonic() - start < 5.0  # an older id cannot come any more: no wait
+        with pytest.raises(SequenceNotFoundError, match="did not arrive within 0.2 s"):
+            cache.get(6, timeout_s=0.2)
+        checks = []
+
+        def cancel() -> None:
+            checks.append(1)
+            raise RuntimeError("canceled")
+
+        with pytest.raises(RuntimeError, match="canceled"):
+            cache.get(7, timeout_s=30.0, check=cancel, poll_s=0.05)
+        assert checks == [1]
+    finally:
+        cache.shutdown()

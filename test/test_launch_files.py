@@ -88,3 +88,28 @@ def test_every_parameter_set_is_declared_by_its_node(path: Path) -> None:
                     from_files |= set(section.get("ros__parameters", {}))
         unknown = (inline | from_files) - known
         assert not unknown, f"{path.name}: {node.name} does not declare {sorted(unknown)}"
+
+
+def _node_bodies(tree: object) -> list[dict[str, object]]:
+    """Every `node:` body anywhere in a parsed launch YAML tree (inside groups and conditions too)."""
+    found: list[dict[str, object]] = []
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            if key == "node" and isinstance(value, dict):
+                found.append(value)
+            found += _node_bodies(value)
+    elif isinstance(tree, list):
+        for item in tree:
+            found += _node_bodies(item)
+    return found
+
+
+@pytest.mark.parametrize("path", FILES, ids=[f.name for f in FILES])
+def test_attributes_have_the_types_the_ros2_launch_frontend_requires(path: Path) -> None:
+    # launch's YAML frontend reads `respawn` as a string (a YAML boolean is a TypeError under
+    # `ros2 launch`) and `respawn_delay` as a float.
+    for body in _node_bodies(yaml.safe_load(path.read_text())):
+        if "respawn" in body:
+            assert isinstance(body["respawn"], str), f"{path.name}: node {body.get('name')}: respawn must be quoted"
+        if "respawn_delay" in body:
+            assert isinstance(body["respawn_delay"], float), f"{path.name}: respawn_delay must be a float"

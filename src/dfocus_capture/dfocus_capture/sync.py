@@ -3,7 +3,8 @@
 `ApproximateTimeSynchronizer` follows ROS 2 message_filters' Python
 `ApproximateTimeSynchronizer(fs, queue_size, slop, allow_headerless)` (message_filters is not
 installable here): every input keeps a queue of messages keyed by header stamp (a repeated stamp
-replaces the queued message), at most `queue_size` per input (the oldest stamp is dropped past it);
+replaces the queued message), at most `queue_size` per input (the oldest stamp is dropped past it,
+which may be the arriving message itself: then it completes no set);
 when an arriving message completes a set of one message per input whose stamps span less than
 `slop`, the set is emitted in input order and its messages leave the queues. Among several complete
 sets the one with the smallest span wins (ties: the earliest), so a set never mixes two triggers
@@ -86,6 +87,10 @@ class ApproximateTimeSynchronizer:
             while len(stamps) > self.queue_size:
                 del msgs[stamps.pop(0)]
                 self.stats.dropped_overflow += 1
+            if stamp_ns not in msgs:
+                # Older than everything in a full queue: it was dropped at once, and (as in
+                # message_filters, whose sets only take queued messages) completes nothing.
+                return None
             chosen = self._find_set(index, stamp_ns)
             if chosen is None:
                 return None

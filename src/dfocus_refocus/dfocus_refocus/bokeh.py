@@ -26,6 +26,9 @@ import numpy as np
 
 # Coarsest blur grid: 1/8 resolution (finer grids always nest in it, discs there are cheap anyway).
 MAX_OCTAVE = 3
+# The refocus node's default widest full-resolution disc (parameter max_kernel_px): finer than
+# BokehParams' default, which the speed benchmarks and the CLI use.
+NODE_MAX_KERNEL_PX = 7.0
 
 
 class BokehError(ValueError):

@@ -5,7 +5,7 @@ refocused by dfocus and scored against that renderer's true thin-lens render of 
 camera at the requested focus and f-number (noise-free).
 
 Side by side, per request: dfocus with the depth network's map (as the simulated graph runs the
-depth node), dfocus with the true depth (the ceiling of this pipeline), and the best do-nothing
+depth node; bokeh as the refocus node renders it), dfocus with the true depth (the ceiling of this pipeline), and the best do-nothing
 answer (the best of: the all-in-focus image, the reference camera's image, the camera focused
 nearest the request as registered into the reference view). PSNR over the image and within 10 px of depth edges.
 """
@@ -20,12 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from dfocus_refocus.baselines import depth_edge_band, psnr
+from dfocus_refocus.bokeh import NODE_MAX_KERNEL_PX, BokehParams
 from dfocus_refocus.pipeline import PreparedSequence, RefocusRequest, prepare_sequence
 from dfocus_refocus.srgb import to_srgb8
 
 SEED_BASE = 8_000_000  # disjoint from the depth evaluation's test-split seeds
 LAYERS_M = (5.0, 3.0, 1.4, 0.8)  # background first; each jittered +-10 % per scene
 F_NUMBERS = (1.4, 2.8)
+AS_THE_NODE = BokehParams(max_kernel_px=NODE_MAX_KERNEL_PX)  # rendered as the refocus node renders
 
 
 @dataclass
@@ -80,7 +82,7 @@ def photo_rows(scenes: int = 3, width: int = 640, f_numbers: Sequence[float] = F
             for n in f_numbers:
                 truth = to_srgb8(render_view(scene, replace(ref, focus_distance_m=focus, f_number=n)))
                 req = RefocusRequest(focus_m=focus, near_m=focus, far_m=focus, f_number=n)
-                ours, ceiling = with_cnn.render(req).image, with_truth.render(req).image
+                ours, ceiling = (p.render(req, AS_THE_NODE).image for p in (with_cnn, with_truth))
                 nothing = {"all-in-focus": aif, "reference camera": burst.frames[0].image,
                            f"camera focused at {nearest.camera.focus_distance_m:g} m": registered}
                 best = max(nothing, key=lambda key: psnr(nothing[key], truth))

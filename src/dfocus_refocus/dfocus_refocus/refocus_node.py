@@ -37,7 +37,7 @@ from dfocus_capture.ros_convert import (
 from dfocus_interfaces.action import Refocus
 from dfocus_interfaces.msg import FocalPlane, FocusSequence
 from dfocus_interfaces.srv import ListSequences
-from dfocus_refocus.bokeh import BokehParams
+from dfocus_refocus.bokeh import NODE_MAX_KERNEL_PX, BokehParams
 from dfocus_refocus.focal_plane import FocalPlaneError
 from dfocus_refocus.fusion import FusionError
 from dfocus_refocus.pipeline import PreparedSequence, RefocusRequest, StageProgress, prepare_sequence
@@ -59,7 +59,7 @@ PARAMS = [
               "takes 2 s per burst on a quiet 2-core machine, several times that under load)", min=0.0, max=600.0),
     ParamSpec("min_confidence", 0.0, "depth pixels below this confidence are treated as holes", min=0.0,
               max=1.0, read_only=True),
-    ParamSpec("max_kernel_px", 7.0, "bokeh: widest disc rendered at full resolution (larger blur is "
+    ParamSpec("max_kernel_px", NODE_MAX_KERNEL_PX, "bokeh: widest disc rendered at full resolution (larger blur is "
               "rendered downsampled)", min=3.0, max=64.0),
     ParamSpec("layer_ratio", 1.5, "bokeh: blur ratio between depth layers", min=1.1, max=3.0),
 ]

@@ -5,9 +5,10 @@ refocused by dfocus and scored against that renderer's true thin-lens render of 
 camera at the requested focus and f-number (noise-free).
 
 Side by side, per request: dfocus with the depth network's map (as the simulated graph runs the
-depth node; bokeh as the refocus node renders it), dfocus with the true depth (the ceiling of this pipeline), and the best do-nothing
-answer (the best of: the all-in-focus image, the reference camera's image, the camera focused
-nearest the request as registered into the reference view). PSNR over the image and within 10 px of depth edges.
+depth node; bokeh as the refocus node renders it), dfocus with the true depth (the ceiling of this
+pipeline), and the best do-nothing answer (the best of: the all-in-focus image, the reference
+camera's image, the camera focused nearest the request as registered into the reference view).
+PSNR over the image and within 10 px of depth edges.
 """
 
 from __future__ import annotations

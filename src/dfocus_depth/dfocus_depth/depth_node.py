@@ -277,6 +277,11 @@ class DepthNode(Node):
             log.warning(f"adapt goal aborted: {exc}")
             goal.abort()
             return result
+        except Exception as exc:  # the node must outlive any single bad goal (a malformed burst, say)
+            result.message = f"adaptation failed: {type(exc).__name__}: {exc}"
+            log.error(f"adapt goal aborted: {result.message}")
+            goal.abort()
+            return result
         result.weights_path = str(out)
         result.photometric_error_before = float(record["photometric_error_before"])  # type: ignore[arg-type]
         result.photometric_error_after = float(record["photometric_error_after"])  # type: ignore[arg-type]

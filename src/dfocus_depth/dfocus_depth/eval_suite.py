@@ -10,7 +10,6 @@ are reproducible; none of its parameters was chosen by looking at a method's sco
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,16 +25,13 @@ from dfocus_depth.evaluate import (
     Case,
     Method,
     classical_methods,
-    edge_band,
     evaluate,
     network_method,
     occluded,
     project_array,
-    right_neighbour,
-    sgbm_disparity_bound,
+    scene_case,
     synthetic_cases,
 )
-from dfocus_depth.geometry import DepthRange
 from dfocus_depth.layered_scenes import Capture, layered_scene, load_test_photographs, render_burst
 from dfocus_depth.stereo_baselines import sgbm
 
@@ -110,8 +106,6 @@ def family_cases(family: Family, count: int, photos: Sequence[np.ndarray], seed_
                  ) -> list[Case]:
     """`count` seeded scenes of one family, each as a `Case` for the reference and its right neighbour."""
     cal = _rig(family.rig)
-    partner = right_neighbour(cal)
-    ref, right = cal.cameras[0], cal.cameras[partner]
     cases = []
     for k in range(count):
         seed = seed_base + 1000 * FAMILIES.index(family) + k
@@ -120,20 +114,13 @@ def family_cases(family: Family, count: int, photos: Sequence[np.ndarray], seed_
         scene = layered_scene(cal, depths, photos, seed, slant=family.slant, bars=family.bars,
                               flat_patch=family.flat_patch, mirror=family.mirror)
         burst, depth = render_burst(scene, cal, family.capture, seed)
-        baseline = float(right.T_ref_cam[0, 3])
-        gt = (ref.fx * baseline / depth).astype(np.float32)
-        ndisp = sgbm_disparity_bound(float(np.max(gt)) * 1.1)
-        left_img, right_img = burst.frames[0].image, burst.frames[partner].image
-        masks = {"occlusion edges": edge_band(gt), "occluded in the right view": occluded(gt)}
+        case = scene_case(f"{family.name}, seed {seed}", burst, depth, cal, {}, family.light_field)
+        case.masks["occluded in the right view"] = occluded(case.gt_disp)
         if scene.flat.any():
-            masks["textureless"] = scene.flat
+            case.masks["textureless"] = scene.flat
         if scene.mirror.any():
-            masks["reflective"] = scene.mirror
-        cases.append(with_sgbm_region(Case(
-            name=f"{family.name}, seed {seed}", burst=burst, left=left_img, right=right_img, gt_disp=gt,
-            f_px=ref.fx, baseline_m=baseline, doffs=0.0, num_disparities=ndisp,
-            depth_range=DepthRange(near_m=ref.fx * baseline / ndisp, far_m=math.inf), masks=masks,
-            light_field=family.light_field)))
+            case.masks["reflective"] = scene.mirror
+        cases.append(with_sgbm_region(case))
     return cases
 
 

@@ -228,24 +228,32 @@ def synthetic_cases(count: int, width: int, seed_base: int = DEV_SEED_BASE,
     from dfocus_capture.sim import simulate_burst
 
     cal = calibration if calibration is not None else project_array(width)
-    right = right_neighbour(cal)
     cases = []
     for i in range(count):
         sb = simulate_burst(cal, seed_base + i, num_shots=1, shift_amplitude_mm=0.0, noise=True)
-        burst = sb.burst
-        ref = burst.reference
-        f_b = ref.camera.fx * float(cal.cameras[right].T_ref_cam[0, 3])
-        gt = (f_b / sb.gt_depth).astype(np.float32)
-        # Like Middlebury's ndisp: a bound on the scene's disparities that every method searches.
-        ndisp = sgbm_disparity_bound(float(np.max(gt)) * 1.1)
-        cases.append(Case(
-            name=f"sim seed {seed_base + i}", burst=burst, left=ref.image, right=burst.frame(0, right).image,
-            gt_disp=gt, f_px=ref.camera.fx, baseline_m=float(cal.cameras[right].T_ref_cam[0, 3]), doffs=0.0,
-            num_disparities=ndisp, depth_range=DepthRange(near_m=f_b / ndisp, far_m=math.inf),
-            masks={"occlusion edges": edge_band(gt), "specular": sb.specular_mask.astype(bool),
-                   "textureless": sb.textureless_mask.astype(bool)}, light_field=light_field,
-        ))
+        cases.append(scene_case(f"sim seed {seed_base + i}", sb.burst, sb.gt_depth, cal,
+                                {"specular": sb.specular_mask.astype(bool),
+                                 "textureless": sb.textureless_mask.astype(bool)}, light_field))
     return cases
+
+
+def scene_case(name: str, burst: Burst, depth: np.ndarray, cal: ArrayCalibration, masks: dict[str, np.ndarray],
+               light_field: bool = False) -> Case:
+    """A rendered burst and its reference's true depth as a `Case` for the reference and its right
+    neighbour in `cal` (the true calibration: the burst may carry an erroneous one). `masks` are
+    scored after the occlusion-edge band."""
+    right = right_neighbour(cal)
+    baseline = float(cal.cameras[right].T_ref_cam[0, 3])
+    f_b = cal.reference.fx * baseline
+    gt = (f_b / depth).astype(np.float32)
+    # Like Middlebury's ndisp: a bound on the scene's disparities that every method searches.
+    ndisp = sgbm_disparity_bound(float(np.max(gt)) * 1.1)
+    return Case(
+        name=name, burst=burst, left=burst.reference.image, right=burst.frame(0, right).image, gt_disp=gt,
+        f_px=cal.reference.fx, baseline_m=baseline, doffs=0.0, num_disparities=ndisp,
+        depth_range=DepthRange(near_m=f_b / ndisp, far_m=math.inf),
+        masks={"occlusion edges": edge_band(gt), **masks}, light_field=light_field,
+    )
 
 
 def right_neighbour(cal: ArrayCalibration) -> int:

@@ -298,10 +298,7 @@ class DepthNode(Node):
     def _use_weights(self, path: Path) -> None:
         """Switch inference to `path`: a new estimator with the same settings, swapped in whole so
         a depth map in progress finishes with the old one."""
-        old = self.estimator
-        new = DepthEstimator(path, old.device.type, old.max_width, old.max_sources, old.cross_check, old.fill_below,
-                             old.edge_median, old.census_refine)
-        self.estimator = new
+        self.estimator = self.estimator.with_weights(path)
         self.get_logger().info(f"depth maps now use the weights {path}")
 
     def destroy_node(self) -> None:

@@ -3,6 +3,7 @@ the evaluation and the benchmarks share."""
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,6 +139,12 @@ class DepthEstimator:
         self.fill_below = fill_below
         self.edge_median = edge_median
         self.census_refine = census_refine
+
+    def with_weights(self, weights: Path | str) -> DepthEstimator:
+        """The same settings with other weights (loaded now; this estimator is left as it is)."""
+        other = copy.copy(self)
+        other.net, other.weights = load_model(weights, self.device), Path(weights)
+        return other
 
     def _infer(self, views: WorkingViews, rng: DepthRange) -> tuple[np.ndarray, np.ndarray]:
         """Inverse depth and confidence at working resolution."""

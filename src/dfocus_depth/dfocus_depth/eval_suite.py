@@ -9,7 +9,6 @@ are reproducible; none of its parameters was chosen by looking at a method's sco
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 
 from dfocus_capture.calibration import ArrayCalibration, CameraModel
-from dfocus_depth.estimator import DepthEstimator, load_model
+from dfocus_depth.estimator import DepthEstimator
 from dfocus_depth.evaluate import (
     DEV_SEED_BASE,
     SGBM_VALID,
@@ -215,9 +214,8 @@ def adaptation_rows(split: dict[str, list[Case]], estimator: DepthEstimator, ste
         # At the adaptation's own working width (the depth node's), scored as `estimator` runs.
         record = adapt(bursts, out, log, AdaptConfig(steps=steps, threads=torch.get_num_threads()),
                        estimator.weights)
-        adapted = copy.copy(estimator)
-        adapted.net, adapted.weights = load_model(out, estimator.device), out
-        before, after = (evaluate(cases, {NETWORK: network_method(e, False)})[0] for e in (estimator, adapted))
+        before, after = (evaluate(cases, {NETWORK: network_method(e, False)})[0]
+                         for e in (estimator, estimator.with_weights(out)))
         rows.append({"method": name, "epe_px": before["epe_px"], "adapted epe_px": after["epe_px"],
                      "change": float(after["epe_px"]) / float(before["epe_px"]) - 1,  # type: ignore[arg-type]
                      "bad2": before["bad2"], "adapted bad2": after["bad2"],

@@ -156,10 +156,9 @@ class SequenceCache:
                 held = list(self._entries)
                 can_come = sequence_id == 0 or sequence_id > self._newest_id
                 left = deadline - time.monotonic()
-                if can_come and left > 0:
-                    self._arrived.wait(min(left, poll_s))
-            if entry is None and (not can_come or left <= 0):
-                break
+                if not can_come or left <= 0:
+                    break
+                self._arrived.wait(min(left, poll_s))
             check()
         if sequence_id == 0:
             raise SequenceNotFoundError(f"no sequence has been received within {timeout_s:g} s")

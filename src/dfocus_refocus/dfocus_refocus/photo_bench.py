@@ -22,7 +22,7 @@ import numpy as np
 
 from dfocus_refocus.baselines import depth_edge_band, psnr
 from dfocus_refocus.bokeh import NODE_MAX_KERNEL_PX, BokehParams
-from dfocus_refocus.pipeline import PreparedSequence, RefocusRequest, prepare_sequence
+from dfocus_refocus.pipeline import RefocusRequest, prepare_sequence
 from dfocus_refocus.srgb import to_srgb8
 
 SEED_BASE = 8_000_000  # disjoint from the depth evaluation's test-split seeds
@@ -43,10 +43,6 @@ class PhotoRow:
     nothing_db: float
     nothing_edges_db: float
     nothing_name: str
-
-
-def _prepared(burst: object, depth: np.ndarray) -> PreparedSequence:
-    return prepare_sequence(burst, depth)  # type: ignore[arg-type]
 
 
 def photo_rows(scenes: int = 3, width: int = 640, f_numbers: Sequence[float] = F_NUMBERS) -> list[PhotoRow]:
@@ -71,7 +67,7 @@ def photo_rows(scenes: int = 3, width: int = 640, f_numbers: Sequence[float] = F
         burst, true_depth = render_burst(scene, cal, Capture(exposure_spread=0.0, vignetting=0.0), seed)
         # As the simulated graph runs the depth node: sweeping from the workspace's near limit 0.3 m.
         cnn_depth = estimator.estimate(burst, DepthRange(0.3, math.inf)).depth
-        with_cnn, with_truth = _prepared(burst, cnn_depth), _prepared(burst, true_depth)
+        with_cnn, with_truth = prepare_sequence(burst, cnn_depth), prepare_sequence(burst, true_depth)
         band = depth_edge_band(true_depth)
         aif = with_cnn.all_in_focus_srgb()
         for focus in depths[1:]:

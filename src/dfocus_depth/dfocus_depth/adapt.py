@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
 
 from dfocus_capture.burst import Burst
-from dfocus_depth.estimator import WEIGHTS, load_model, pick_device
+from dfocus_depth.estimator import MAX_SOURCES, WEIGHTS, load_model, pick_device
 from dfocus_depth.geometry import DepthRange, default_range, prepare_views
 from dfocus_depth.inputs import network_inputs
 from dfocus_depth.model import DepthNet, normalise_images, sweep_grid
@@ -92,7 +92,7 @@ def burst_inputs(bursts: Sequence[Burst], max_width: int, depth_range: DepthRang
     """Network inputs of each burst at the working width (every camera and shot as a view)."""
     out = []
     for burst in bursts:
-        views = prepare_views(burst, max_width, max_sources=12)
+        views = prepare_views(burst, max_width, MAX_SOURCES)
         rng = depth_range or default_range(views.ref_camera, views.src_cameras)
         out.append(network_inputs(views, rng, planes))
     return out

@@ -43,6 +43,7 @@ from dfocus_depth.background_fill import FILL_BELOW_CONFIDENCE
 from dfocus_depth.estimator import (
     CENSUS_REFINE_MODES,
     CROSS_CHECK_MODES,
+    MAX_SOURCES,
     WEIGHTS,
     DepthEstimator,
     DepthResult,
@@ -71,7 +72,8 @@ PARAMS = [
     ParamSpec("census_refine", "auto", "census matching against the partner view at full resolution, in a band "
               "around the network's estimate (sub-pixel precision on real pairs): on, off, or auto (two-camera "
               "rigs only)", choices=CENSUS_REFINE_MODES),
-    ParamSpec("max_views", 12, "most source views used per depth map (shot 0 of every camera first)", min=1, max=159),
+    ParamSpec("max_views", MAX_SOURCES, "most source views used per depth map (shot 0 of every camera first)",
+              min=1, max=159),
     ParamSpec("confidence_threshold", 0.1, "depth below this confidence is published as NaN", min=0.0, max=1.0),
     ParamSpec("near_m", 0.0, "nearest depth swept (m); 0 = a quarter-image disparity at the widest baseline",
               min=0.0, max=1000.0),

@@ -38,6 +38,7 @@ from dfocus_depth.upsample import joint_bilateral_upsample
 from dfocus_depth.weighted_median import weighted_median
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "depth_cnn.pt"
+MAX_SOURCES = 12  # most source views per depth map, by default
 # When to run the two-way check: always, never, or for two-camera bursts (a stereo pair: each view
 # is the other's only witness, so a disagreement marks an occlusion or a mismatch; in a larger array
 # a pixel the partner cannot see may still be right, seen by the others).
@@ -115,7 +116,7 @@ class DepthEstimator:
         weights: Path | str = WEIGHTS,
         device: str = "auto",
         max_width: int = 320,
-        max_sources: int = 12,
+        max_sources: int = MAX_SOURCES,
         cross_check: str = "auto",
         fill_below: float = FILL_BELOW_CONFIDENCE,
         edge_median: bool = True,

@@ -29,7 +29,7 @@ from std_msgs.msg import Header
 from dfocus_capture.actuator_model import ActuatorError, StageConfig, StageModel
 from dfocus_capture.node_main import run_node
 from dfocus_capture.params import ParamSpec, declare_params
-from dfocus_capture.qos import RELIABLE
+from dfocus_capture.qos import TRACK
 from dfocus_interfaces.msg import ActuatorState
 from dfocus_interfaces.srv import MoveActuators
 
@@ -63,7 +63,7 @@ class ActuatorsNode(Node):
         self._last_fault = ""
         self._stop = threading.Event()
         self.stage = StageModel(self._config(self.params), t0=self._now())
-        self._pub = self.create_publisher(ActuatorState, "actuators/state", RELIABLE)
+        self._pub = self.create_publisher(ActuatorState, "actuators/state", TRACK)
         self.create_service(MoveActuators, "actuators/move", self._move)
         self._state_thread = threading.Thread(target=self._state_loop, name="state", daemon=True)
         self._state_thread.start()

@@ -19,6 +19,7 @@ import math
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -44,7 +45,7 @@ from dfocus_capture.hand_motion import HandTremor, TremorConfig
 from dfocus_capture.imu_model import ActuatorTrack, ImuModelError
 from dfocus_capture.node_main import run_node
 from dfocus_capture.params import ParamSpec, declare_params
-from dfocus_capture.qos import RELIABLE, SENSOR
+from dfocus_capture.qos import SENSOR, TRACK
 from dfocus_capture.ros_convert import camera_info_from_model, image_to_msg, ns_to_stamp, stamp_to_ns
 from dfocus_capture.sim.sensor import SensorNoise
 from dfocus_interfaces.msg import ActuatorState
@@ -82,8 +83,16 @@ PARAMS = [
 ]
 
 
-def create_driver(p: dict[str, Any], stage: ActuatorTrack | None, tremor: HandTremor | None) -> CameraArrayDriver:
-    """The backend the parameters ask for (raises DriverError / CalibrationError)."""
+# actuators/state reaches this process some milliseconds after its stamp (more on a loaded
+# machine). An exposure is rendered where the stage was at its stamp, so it waits for the state
+# after the stamp; not when the stage has been silent this long already (its node has stopped).
+STAGE_WAIT_S = 1.0
+
+
+def create_driver(p: dict[str, Any], stage_position: Callable[[float], np.ndarray] | None,
+                  tremor: HandTremor | None) -> CameraArrayDriver:
+    """The backend the parameters ask for (raises DriverError / CalibrationError).
+    `stage_position(t)`: the actuator stage's shift of the simulated array at time t, m."""
     backend = p["backend"]
     if backend == "folder":
         if not p["folder"]:
@@ -100,8 +109,8 @@ def create_driver(p: dict[str, Any], stage: ActuatorTrack | None, tremor: HandTr
     def array_pose(stamp_ns: int) -> np.ndarray:
         t = stamp_ns * 1e-9
         stage_pose = np.eye(4)
-        if stage is not None:
-            stage_pose[:3, 3] = stage.position_at(t)
+        if stage_position is not None:
+            stage_pose[:3, 3] = stage_position(t)
         return stage_pose if tremor is None else np.asarray(tremor.pose_at(t) @ stage_pose)
 
     return SimCameraArray(
@@ -124,11 +133,11 @@ class CameraArrayNode(Node):
         if p["backend"] == "sim":
             if p["follow_actuators"]:
                 self._stage = ActuatorTrack()
-                self.create_subscription(ActuatorState, "actuators/state", self._on_stage, RELIABLE)
+                self._stage_sub = self.create_subscription(ActuatorState, "actuators/state", self._on_stage, TRACK)
             if p["hand_held"]:
                 tremor = HandTremor(p["seed"], TremorConfig(p["tremor_translation_rms_mm"],
                                                             p["tremor_rotation_rms_mrad"]))
-        self.driver = create_driver(p, self._stage, tremor)
+        self.driver = create_driver(p, None if self._stage is None else self._stage_position, tremor)
         self.driver.open()
         self._lock = threading.Lock()  # one trigger at a time: the driver is not re-entrant
         # Requested triggers go first: free-running frames are skipped while one waits, so a
@@ -183,6 +192,18 @@ class CameraArrayNode(Node):
                     return
                 self.get_logger().error(f"free-running frame failed: {type(exc).__name__}: {exc}",
                                         throttle_duration_sec=2.0)
+
+    def _stage_position(self, t: float) -> np.ndarray:
+        """Where the stage was at t, once its state after t has arrived (see STAGE_WAIT_S). With no
+        state yet, it waits only while a publisher is matched (the stage node is up)."""
+        assert self._stage is not None
+        latest = self._stage.latest_t
+        silent = (t - latest >= STAGE_WAIT_S) if latest is not None else not self._stage_sub.get_publisher_count()
+        if not silent and not self._stage.wait_past(t, STAGE_WAIT_S):
+            since = "no state yet" if self._stage.latest_t is None else f"the state of {self._stage.latest_t:.3f} s"
+            self.get_logger().warning(f"exposure at {t:.3f} s rendered with {since}: actuators/state is late",
+                                      throttle_duration_sec=2.0)
+        return self._stage.position_at(t)
 
     def _on_stage(self, msg: ActuatorState) -> None:
         assert self._stage is not None

@@ -62,6 +62,7 @@ class ActuatorTrack:
         self._p: list[np.ndarray] = []
         self.max_samples = max_samples
         self._lock = threading.Lock()
+        self._added = threading.Condition(self._lock)
 
     def add(self, t: float, position_mm: np.ndarray) -> None:
         p = np.asarray(position_mm, dtype=np.float64).ravel()[:3]
@@ -75,6 +76,13 @@ class ActuatorTrack:
             self._p.append(p)
             if len(self._t) > self.max_samples:
                 del self._t[0], self._p[0]
+            self._added.notify_all()
+
+    def wait_past(self, t: float, timeout_s: float) -> bool:
+        """Wait until a sample at or after `t` has been added (the track then holds the motion up
+        to `t`); False after `timeout_s`."""
+        with self._added:
+            return self._added.wait_for(lambda: bool(self._t) and self._t[-1] >= t, timeout_s)
 
     def _interval_velocity(self, k: int) -> tuple[float, np.ndarray]:
         """Midpoint time and mean velocity of the sample interval [t_k, t_k+1]."""

@@ -25,7 +25,7 @@ from dfocus_capture.hand_motion import HandTremor, TremorConfig
 from dfocus_capture.imu_model import ImuModelError, ImuNoiseConfig, ImuSimulator
 from dfocus_capture.node_main import run_node
 from dfocus_capture.params import ParamSpec, declare_params
-from dfocus_capture.qos import RELIABLE, SENSOR
+from dfocus_capture.qos import SENSOR, TRACK
 from dfocus_capture.ros_convert import ns_to_stamp, stamp_to_ns
 from dfocus_interfaces.msg import ActuatorState
 
@@ -84,7 +84,7 @@ class ImuNode(Node):
             self._msg.angular_velocity_covariance[i] = self._gyro_var
             self._msg.linear_acceleration_covariance[i] = self._accel_var
         group = MutuallyExclusiveCallbackGroup()  # stage samples and IMU readings in order
-        self.create_subscription(ActuatorState, "actuators/state", self._on_stage, RELIABLE, callback_group=group)
+        self.create_subscription(ActuatorState, "actuators/state", self._on_stage, TRACK, callback_group=group)
         self.create_timer(1.0 / p["publish_rate_hz"], self._publish_due, callback_group=group)
         self.get_logger().info(
             f"simulated IMU at {self.rate:g} Hz in {p['frame_id']}"

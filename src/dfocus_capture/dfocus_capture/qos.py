@@ -23,7 +23,7 @@ LATCHED = QoSProfile(
     durability=DurabilityPolicy.TRANSIENT_LOCAL,
 )
 
-# Results and live streams that must arrive in order (refocus/image, actuators/state).
+# Results and live streams that must arrive in order (refocus/image).
 RELIABLE = QoSProfile(
     history=HistoryPolicy.KEEP_LAST,
     depth=10,
@@ -35,6 +35,16 @@ RELIABLE = QoSProfile(
 LATEST = QoSProfile(
     history=HistoryPolicy.KEEP_LAST,
     depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+)
+
+# actuators/state: the simulated cameras and IMU (and any client) rebuild the stage's motion from
+# every sample, so a reader that falls behind on a loaded machine must not lose any (a gap across
+# a move reads as a slow glide). Five seconds at the 100 Hz default rate, on both ends.
+TRACK = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=500,
     reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.VOLATILE,
 )

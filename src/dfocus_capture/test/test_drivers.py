@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -51,6 +52,30 @@ def test_sim_exposures_deliver_their_images_later_with_two_frame_buffers() -> No
         first, last = exposures[0].images()[0], exposures[-1].images()[0]
         assert last.camera.T_ref_cam[0, 3] - first.camera.T_ref_cam[0, 3] == pytest.approx(0.3e-3)
         assert np.abs(first.image.astype(np.int16) - last.image.astype(np.int16)).mean() > 1.0
+
+
+def test_sim_exposure_returns_before_its_pose_is_known() -> None:
+    # The pose at the stamp may only become known later (the stage's state arrives after its
+    # stamp): the exposure returns at once, and its images are rendered at that pose.
+    known = threading.Event()
+    asked: list[int] = []
+
+    def pose_when_known(stamp_ns: int) -> np.ndarray:
+        asked.append(stamp_ns)
+        pose = np.eye(4)
+        if len(asked) > 1:  # the first call is the keyframes' rest pose at open()
+            assert known.wait(30.0)
+            pose[0, 3] = 0.2e-3
+        return pose
+
+    with SimCameraArray(CAL, realtime=False, noise=None, array_pose=pose_when_known) as drv:
+        exposure = drv.expose()
+        assert not any(f.done() for f in exposure.futures)
+        known.set()
+        images = exposure.images()
+    assert asked[-1] == exposure.stamp_ns
+    assert all(i.camera.T_ref_cam[0, 3] - CAL.cameras[i.camera_index].T_ref_cam[0, 3] == pytest.approx(0.2e-3)
+               for i in images)
 
 
 def test_sim_focus_and_fault_injection() -> None:

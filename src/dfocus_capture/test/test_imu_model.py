@@ -125,3 +125,19 @@ def test_actuator_track_is_safe_to_read_while_samples_arrive() -> None:
     reader.join()
     assert errors == []
     np.testing.assert_allclose(track.position_at(1.99985), [0.0199985, 0.0, 0.0], rtol=1e-6)  # mm -> m
+
+
+def test_actuator_track_waits_for_the_state_past_a_stamp() -> None:
+    track = ActuatorTrack()
+    assert not track.wait_past(1.0, 0.05)  # empty
+    track.add(0.9, np.array([0.0, 0.0]))
+    assert not track.wait_past(1.0, 0.05)  # no later state within the timeout
+    assert track.wait_past(0.9, 0.0)
+    # The state after the stamp arrives from another thread while the reader waits.
+    writer = threading.Timer(0.05, lambda: track.add(1.1, np.array([2.0, 0.0])))
+    writer.start()
+    try:
+        assert track.wait_past(1.0, 30.0)
+    finally:
+        writer.join()
+    np.testing.assert_allclose(track.position_at(1.0), [1e-3, 0.0, 0.0])

@@ -22,7 +22,7 @@ from rclpy.parameter_client import AsyncParameterClient
 from dfocus_capture.calibration import load_calibration
 from dfocus_capture.hand_motion import HandTremor, TremorConfig, log_so3
 from dfocus_capture.imu_model import ActuatorTrack
-from dfocus_capture.qos import LATCHED, RELIABLE
+from dfocus_capture.qos import LATCHED, TRACK
 from dfocus_capture.ros_convert import burst_from_msg, stamp_to_ns
 from dfocus_interfaces.action import CaptureSequence
 from dfocus_interfaces.msg import ActuatorState, FocusSequence
@@ -66,7 +66,7 @@ class Graph:
         self.tremor = HandTremor(SEED, TremorConfig()) if hand_held else None
         self._lock = threading.Lock()
         self.node.create_subscription(FocusSequence, "capture/sequence", self._on_sequence, LATCHED)
-        self.node.create_subscription(ActuatorState, "actuators/state", self._on_state, RELIABLE)
+        self.node.create_subscription(ActuatorState, "actuators/state", self._on_state, TRACK)
         self.client = ActionClient(self.node, CaptureSequence, "capture_sequence")
         # Created now, so that DDS has matched it long before it is used.
         self.move = self.node.create_client(MoveActuators, "actuators/move")
@@ -154,22 +154,16 @@ class Graph:
         first_inv = np.linalg.inv(poses[0])
         return [first_inv @ p for p in poses]
 
-    def close(self) -> None:
-        self.client.destroy()
-
 
 @pytest.fixture
 def graph_factory(node_processes: Any, rclpy_context: Any, spin: Callable[..., Any],
                   wait: Callable[..., None]) -> Iterator[Callable[[bool], Graph]]:
-    graphs: list[Graph] = []
-
+    # The spin fixture destroys each graph's node and action client once its executor has stopped
+    # (destroyed while it spins, the client fails the executor's wait set).
     def make(hand_held: bool) -> Graph:
-        graphs.append(Graph(node_processes, rclpy_context, spin, wait, hand_held))
-        return graphs[-1]
+        return Graph(node_processes, rclpy_context, spin, wait, hand_held)
 
     yield make
-    for g in graphs:
-        g.close()
 
 
 def pose_errors(graph: Graph, msg: Any) -> tuple[float, float, float]:

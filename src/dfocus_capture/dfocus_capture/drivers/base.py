@@ -40,7 +40,7 @@ class Exposure:
     """One synchronized exposure: stamp and delivering cameras, and the images as futures."""
 
     stamp_ns: int
-    cameras: dict[int, CameraModel]  # delivering camera index -> its model at exposure
+    cameras: dict[int, CameraModel]  # delivering camera index -> its model (focus) at exposure
     futures: list[Future[CapturedImage]]
 
     @staticmethod

@@ -55,7 +55,9 @@ def scene_from_spec(spec: str, seed: int) -> Scene:
 
 class SimCameraArray(CameraArrayDriver):
     """Simulated array. `array_pose(stamp_ns)` gives the array's pose in the scene frame at an
-    exposure (actuator shift and hand motion); default: the calibration's rest pose."""
+    exposure (actuator shift and hand motion; called on a render thread, so it may wait for the
+    motion up to the stamp); default: the calibration's rest pose. An exposure's `cameras` carry
+    its focus; the posed model comes with each image."""
 
     def __init__(
         self,
@@ -120,7 +122,13 @@ class SimCameraArray(CameraArrayDriver):
             self._pool = None
         super().close()
 
-    def _render(self, camera: int, posed: CameraModel, rng: np.random.Generator, stamp_ns: int) -> CapturedImage:
+    def _pose_at(self, stamp_ns: int) -> np.ndarray:
+        return self.array_pose(stamp_ns) if self.array_pose is not None else np.eye(4)
+
+    def _render(self, camera: int, pose: Future[np.ndarray], rng: np.random.Generator,
+                stamp_ns: int) -> CapturedImage:
+        # The pose task was queued first (FIFO), so it runs or has run: waiting cannot deadlock.
+        posed = self._posed(camera, pose.result())
         try:
             if self.shots is not None:
                 image = self.shots.render(posed, self.noise, rng)
@@ -135,16 +143,18 @@ class SimCameraArray(CameraArrayDriver):
             wait(self._developing.popleft())
         start_ns = self.clock_ns()
         stamp_ns = start_ns + round(self.exposure_time_s * 5e8)  # middle of the exposure
-        pose = self.array_pose(stamp_ns) if self.array_pose is not None else np.eye(4)
         assert self._pool is not None  # the base class checked is_open
+        # The pose at the stamp is asked for on a render thread, ahead of the exposure's renders:
+        # `array_pose` may wait for the motion to be known up to the stamp, and the trigger must not.
+        pose = self._pool.submit(self._pose_at, stamp_ns)
         cameras: dict[int, CameraModel] = {}
         futures = []
         for i in range(self.num_cameras):
             if i == self.fail_camera and self.trigger_count >= self.fail_after:
                 continue  # simulated fault: this camera has stopped delivering frames
-            cameras[i] = self._posed(i, pose)
+            cameras[i] = replace(self.calibration.cameras[i], focus_distance_m=self.focus_m[i])
             # One generator per view: the same noise whichever thread renders it.
-            futures.append(self._pool.submit(self._render, i, cameras[i], self._rng.spawn(1)[0], stamp_ns))
+            futures.append(self._pool.submit(self._render, i, pose, self._rng.spawn(1)[0], stamp_ns))
         if self.realtime:
             # The exposure (and the rolling readout) ends after frame_time_s; the renders go on.
             remaining = start_ns + round(self.frame_time_s * 1e9) - self.clock_ns()

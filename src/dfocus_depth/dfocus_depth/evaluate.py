@@ -274,13 +274,15 @@ Method = Callable[[Case], np.ndarray]
 
 def network_method(estimator: DepthEstimator, two_views: bool, max_width: int | None = None,
                    cross_check: str = "auto", edge_median: bool = True, case_range: bool = True,
-                   census_refine: str = "auto") -> Method:
+                   census_refine: str = "auto", refine: str | None = None) -> Method:
     """The network on a case; with `case_range` False it sweeps its default range (a quarter-image
     disparity at the widest baseline, as the depth node without near_m) instead of the case's."""
     estimator = copy.copy(estimator)  # shares the network, own working resolution, check and median
     estimator.cross_check = cross_check
     estimator.edge_median = edge_median
     estimator.census_refine = census_refine
+    if refine is not None:
+        estimator.refine = refine
     if max_width is not None:
         estimator.max_width = max_width
 

@@ -67,9 +67,9 @@ def test_the_low_confidence_fill_can_be_turned_off(scene: tuple[Path, list[str],
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     tmp, images, _ = scene
     conf = tmp / "conf.npy"
-    # Without the edge median, whose window would carry the fills into their neighbours.
+    # Without the edge median and the refinement, whose windows would carry the fills into their neighbours.
     args = ["--calibration", str(tmp / "array.yaml"), "--max-width", "96", "--near-m", "0.2", "--confidence",
-            str(conf), "--no-edge-median", *images]
+            str(conf), "--no-edge-median", "--refine", "off", *images]
     assert depth_command([*args, "--out", str(tmp / "filled.npy"), "--fill-below", "0.9"]) == 0
     filled = np.load(tmp / "filled.npy")
     share = float(capsys.readouterr().out.split(" % background-filled")[0].rsplit(" ", 1)[1])

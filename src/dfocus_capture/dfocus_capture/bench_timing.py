@@ -18,3 +18,19 @@ def time_runs(fn: Callable[[], object], repeats: int) -> tuple[list[float], list
         wall.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
     return wall, cpu
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (MB) since it started its program. Not getrusage's
+    ru_maxrss: Linux keeps that across fork and exec, so a child started from a large benchmark
+    process reports the parent's peak as its own. VmHWM belongs to the address space exec made."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    import resource  # no /proc (not Linux): the best this platform offers
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

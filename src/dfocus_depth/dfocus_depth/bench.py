@@ -1,5 +1,6 @@
 """Benchmarks for `dfocus bench`: depth-map latency (5 views at 640x480, against StereoSGBM on the
-same reference pair) and peak memory for 8 views at 1280x960 (measured in a fresh process)."""
+same reference pair) as the depth node and as `dfocus depth` run it, peak memory for 8 views at
+1280x960, and time and peak memory for 5 views at 12 MP (memory measured in a fresh process)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import cv2
 import numpy as np
 import torch
 
@@ -20,6 +22,10 @@ from dfocus_depth.stereo_baselines import sgbm
 
 LATENCY_TARGET_MS = 300.0
 MEMORY_TARGET_MB = 4096.0
+# 12 MP input: depth at the working resolution, upsampled edge-aware (issue #16's budget).
+TWELVE_MP = (4000, 3000)
+TWELVE_MP_TARGET_S = 3.0
+TWELVE_MP_MEMORY_TARGET_MB = 3072.0
 
 
 def _array(width: int, height: int, cameras: int) -> ArrayCalibration:
@@ -44,6 +50,16 @@ def simulated_burst(width: int, height: int, cameras: int, seed: int = 7_000_000
     return simulate_burst(_array(width, height, cameras), seed, num_shots=1, noise=True).burst
 
 
+def upscaled_burst(width: int, height: int, cameras: int) -> Burst:
+    """A 640x480 simulated burst resized to width x height: rendering 12 MP views would take minutes,
+    and the time of a depth map does not depend on what the pixels show."""
+    from dfocus_capture.burst import burst_from_images
+
+    small = simulated_burst(640, 480, cameras)
+    images = [cv2.resize(f.image, (width, height), interpolation=cv2.INTER_LINEAR) for f in small.frames]
+    return burst_from_images(images, _array(width, height, cameras))
+
+
 def _median_seconds(fn: object, repeats: int) -> float:
     times = []
     for _ in range(repeats):
@@ -60,8 +76,13 @@ def latency_rows(quick: bool, device: str) -> list[dict[str, object]]:
     left, right = burst.reference.image, burst.frame(0, 2).image  # cam2: +30 mm along x
     base = _median_seconds(lambda: sgbm(left, right, 64), repeats)
     rows: list[dict[str, object]] = []
-    for edge_median, label, target in ((False, "node defaults", LATENCY_TARGET_MS), (True, "with edge_median", "")):
-        est = DepthEstimator(device=device, max_width=320, edge_median=edge_median)
+    configs = (("node defaults", LATENCY_TARGET_MS, DepthEstimator(device=device, max_width=320, edge_median=False,
+                                                                     refine="off")),
+               ("with edge_median", "", DepthEstimator(device=device, max_width=320, refine="off")),
+               ("with refine", "", DepthEstimator(device=device, max_width=320, edge_median=False, refine="on")),
+               ("as dfocus depth runs it (working width 768, edge median, refine)", "",
+                DepthEstimator(device=device, max_width=768)))
+    for label, target, est in configs:
         est.estimate(burst)  # warm-up (allocator, kernels)
         ours = _median_seconds(lambda est=est: est.estimate(burst), repeats)
         rows.append({
@@ -73,18 +94,22 @@ def latency_rows(quick: bool, device: str) -> list[dict[str, object]]:
     return rows
 
 
-def peak_memory_mb(width: int, height: int, cameras: int, device: str) -> float:
-    """Peak resident memory (MB) of a fresh process that estimates one depth map."""
+def peak_memory_mb(width: int, height: int, cameras: int, device: str, refine: str = "off",
+                   upscaled: bool = False) -> float:
+    """Peak resident memory (MB) of a fresh process that estimates one depth map with the node's
+    defaults (and `refine`), from a simulated or an `upscaled_burst`."""
+    make = "upscaled_burst" if upscaled else "simulated_burst"
     code = (
-        "import json, resource\n"
-        "from dfocus_depth.bench import simulated_burst\n"
+        "import json\n"
+        "from dfocus_capture.bench_timing import peak_rss_mb\n"
+        f"from dfocus_depth.bench import {make}\n"
         "from dfocus_depth.estimator import DepthEstimator\n"
-        f"b = simulated_burst({width}, {height}, {cameras})\n"
-        f"DepthEstimator(device={device!r}, edge_median=False).estimate(b)\n"
-        "print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n"
+        f"b = {make}({width}, {height}, {cameras})\n"
+        f"DepthEstimator(device={device!r}, max_width=320, edge_median=False, refine={refine!r}).estimate(b)\n"
+        "print(json.dumps(peak_rss_mb()))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=600)
-    return float(json.loads(out.stdout.strip().splitlines()[-1])) / 1024.0
+    return float(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
 def run_benchmarks(quick: bool) -> list[dict[str, object]]:
@@ -96,4 +121,21 @@ def run_benchmarks(quick: bool) -> list[dict[str, object]]:
         "value": round(peak_memory_mb(1280, 960, 8, "cpu"), 0), "unit": "MB", "target": MEMORY_TARGET_MB,
         "ratio": None,
     })
+    return rows + twelve_mp_rows()
+
+
+def twelve_mp_rows() -> list[dict[str, object]]:
+    """5 views at 4000x3000: the node's defaults, with and without the refinement (which runs at
+    1280 px and upsamples its correction)."""
+    burst = upscaled_burst(*TWELVE_MP, 5)
+    rows: list[dict[str, object]] = []
+    for refine in ("off", "on"):
+        est = DepthEstimator(device="cpu", max_width=320, edge_median=False, refine=refine)
+        seconds = _median_seconds(lambda est=est: est.estimate(burst), 2)
+        label = "node defaults" if refine == "off" else "node defaults + refine"
+        rows.append({"name": f"depth CNN 5 views 4000x3000 (12 MP), {label} (cpu)", "value": round(seconds, 2),
+                     "unit": "s", "target": TWELVE_MP_TARGET_S, "ratio": None})
+        rows.append({"name": f"depth CNN peak memory, 5 views 4000x3000, {label} (whole process, CPU)",
+                     "value": round(peak_memory_mb(*TWELVE_MP, 5, "cpu", refine, upscaled=True), 0), "unit": "MB",
+                     "target": TWELVE_MP_MEMORY_TARGET_MB, "ratio": None})
     return rows

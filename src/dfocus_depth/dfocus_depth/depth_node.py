@@ -50,7 +50,7 @@ from dfocus_depth.estimator import (
     DepthResult,
     WeightsError,
 )
-from dfocus_depth.geometry import DepthInputError, DepthRange
+from dfocus_depth.geometry import DepthInputError, DepthRange, check_frame_sizes
 from dfocus_depth.mesh import ExportError, export_model, safe_output_path
 from dfocus_depth.pointcloud import pointcloud2_msg
 from dfocus_interfaces.action import AdaptDepth
@@ -76,6 +76,9 @@ PARAMS = [
     ParamSpec("refine", "off", "photometric refinement against every view at the image resolution (sub-pixel "
               "precision for small baselines and far surfaces; about 0.1 s more per map at 640x480, beyond the "
               "300 ms budget): on or off", choices=REFINE_MODES),
+    ParamSpec("max_frame_megapixels", 24.0, "sequences with a frame above this many megapixels are rejected on "
+              "arrival, before any work (twice the 12 MP design resolution; one oversized burst must not hold the "
+              "node for minutes and gigabytes)", min=0.001, max=1000.0),
     ParamSpec("max_views", MAX_SOURCES, "most source views used per depth map (shot 0 of every camera first)",
               min=1, max=159),
     ParamSpec("confidence_threshold", 0.1, "depth below this confidence is published as NaN", min=0.0, max=1.0),
@@ -153,6 +156,12 @@ class DepthNode(Node):
         return None
 
     def _on_sequence(self, msg: FocusSequence) -> None:
+        try:  # before the mailbox: an oversized burst must not displace a pending good one
+            check_frame_sizes(((f.image.width, f.image.height) for f in msg.frames),
+                              float(self.params["max_frame_megapixels"]))
+        except DepthInputError as exc:
+            self.get_logger().error(f"sequence {msg.sequence_id} rejected: {exc}")
+            return
         with self._mail_lock:
             if self._mailbox is not None:
                 self.get_logger().info(

@@ -36,7 +36,7 @@ from dfocus_depth.geometry import (
 from dfocus_depth.inputs import disparity_scale, network_inputs
 from dfocus_depth.model import NUM_PLANES, DepthNet
 from dfocus_depth.multiview_refine import multiview_refine
-from dfocus_depth.upsample import joint_bilateral_upsample
+from dfocus_depth.upsample import upsample
 from dfocus_depth.weighted_median import weighted_median
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "depth_cnn.pt"
@@ -189,9 +189,7 @@ class DepthEstimator:
         inv = fill_unreliable(inv, ~unreliable, along_rows)
         if self.edge_median:
             inv = weighted_median(np.maximum(inv, 0.0), views.reference, conf)
-        inv_full, conf_full = joint_bilateral_upsample(
-            np.stack([inv, conf]), views.reference, views.full_reference
-        )
+        inv_full, conf_full = upsample(np.stack([inv, conf]), views.reference, views.full_reference)
         if _runs(self.census_refine, burst):
             partner = burst.frames[select_views(burst, self.max_sources)[1][k]]
             refined = census_refine(
@@ -233,7 +231,7 @@ def _refined(inv: np.ndarray, views: WorkingViews, burst: Burst, sources: list[i
     small = at_size(inv)
     refined = multiview_refine(
         small, at_size(views.full_reference), cam if full else cam.scaled(w, h),
-        [(at_size(to_rgb_float(undistorted(f.image, f.camera))), f.camera if full else f.camera.scaled(w, h))
+        [(to_rgb_float(at_size(undistorted(f.image, f.camera))), f.camera if full else f.camera.scaled(w, h))
          for f in frames], (rng.inv_min, rng.inv_max))
     if full:
         return refined

@@ -335,8 +335,8 @@ def default_methods(estimator: DepthEstimator, multi_view: bool, widths: tuple[i
         tag = f", working width {width}" if widths else ""
         if multi_view:
             methods[f"dfocus CNN (all views{tag})"] = network_method(estimator, False, width)
-            methods[f"dfocus CNN (all views, no edge median: the depth node's default{tag})"] = network_method(
-                estimator, False, width, edge_median=False)
+            methods[f"dfocus CNN (all views, no edge median, no refinement: the depth node's defaults{tag})"] = (
+                network_method(estimator, False, width, edge_median=False, refine="off"))
             methods[f"dfocus CNN (all views, its default range instead of the scene's{tag})"] = network_method(
                 estimator, False, width, case_range=False)
         methods[f"dfocus CNN (the stereo pair, one pass{tag})"] = network_method(estimator, True, width, "off")

@@ -9,6 +9,7 @@ is one multiply-add away, which is why the sweep is uniform in inverse depth.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import cv2
@@ -130,6 +131,15 @@ class WorkingViews:
     full_camera: CameraModel
 
 
+def check_frame_sizes(sizes: Iterable[tuple[int, int]], max_megapixels: float) -> None:
+    """DepthInputError naming the first (width, height) above `max_megapixels`: checked on the
+    message's header fields, before any image is decoded or converted."""
+    for k, (width, height) in enumerate(sizes):
+        if width * height > max_megapixels * 1e6:
+            raise DepthInputError(f"frame {k} is {width}x{height} ({width * height / 1e6:.3g} MP), above the "
+                                  f"{max_megapixels:g} MP per frame this node accepts (max_frame_megapixels)")
+
+
 def working_size(width: int, height: int, max_width: int) -> tuple[int, int]:
     """Keep the aspect; shrink to at most max_width, rounded to a multiple of 8 (network strides)."""
     scale = min(1.0, max_width / width)
@@ -171,7 +181,7 @@ def prepare_views(burst: Burst, max_width: int, max_sources: int) -> WorkingView
     sources, cams = [], []
     for i in src_is:
         f = burst.frames[i]
-        sources.append(resized(to_rgb_float(undistorted(f.image, f.camera))))
+        sources.append(to_rgb_float(resized(undistorted(f.image, f.camera))))  # resized first: 12 MP is costly
         cams.append(f.camera.scaled(w, h))
     return WorkingViews(
         reference=resized(full_ref),

@@ -3,15 +3,31 @@
 Each full-resolution pixel blends the 3x3 low-resolution neighbours around it, weighted by
 distance and by how close each neighbour's colour is to its own, so depth edges snap to image
 edges instead of being smeared by bilinear interpolation.
+
+For images wider than JOINT_MAX_WIDTH the joint step runs at that width and bilinear
+interpolation does the rest: at 12 MP (4000x3000) the joint step alone took 3.7 s of a 5 s depth
+map on this CPU; edges then sit to about 3 full-resolution pixels.
 """
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
 
 SIGMA_SPACE = 0.8  # low-resolution pixels
 SIGMA_RANGE = 0.06  # RGB 0..1
+JOINT_MAX_WIDTH = 1280
+
+
+def upsample(maps: np.ndarray, guide_lo: np.ndarray, guide_hi: np.ndarray) -> np.ndarray:
+    """maps [C,h,w] -> [C,H,W] at guide_hi's size: joint bilateral up to JOINT_MAX_WIDTH, then bilinear."""
+    H, W = guide_hi.shape[:2]
+    if W <= JOINT_MAX_WIDTH:
+        return joint_bilateral_upsample(maps, guide_lo, guide_hi)
+    w, h = JOINT_MAX_WIDTH, max(1, round(H * JOINT_MAX_WIDTH / W))
+    mid = joint_bilateral_upsample(maps, guide_lo, cv2.resize(guide_hi, (w, h), interpolation=cv2.INTER_AREA))
+    return np.stack([cv2.resize(m, (W, H), interpolation=cv2.INTER_LINEAR) for m in mid]).astype(np.float32)
 
 
 def joint_bilateral_upsample(maps: np.ndarray, guide_lo: np.ndarray, guide_hi: np.ndarray) -> np.ndarray:

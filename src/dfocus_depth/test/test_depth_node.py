@@ -43,7 +43,8 @@ def test_sequence_to_depth_across_processes(rclpy_context: Any, spin: Any, node_
 
     proc = node_processes.python(
         "dfocus_depth.depth_node", "--ros-args", "-r", "__ns:=/test", "-p", "max_width:=96",
-        "-p", f"output_dir:={tmp_path / 'exports'}", "-p", "confidence_threshold:=0.0", name="depth")
+        "-p", f"output_dir:={tmp_path / 'exports'}", "-p", "confidence_threshold:=0.0",
+        "-p", "max_frame_megapixels:=0.008", name="depth")  # 96x72 frames pass, 128x96 ones are oversized
     node = Node("depth_test", namespace="/test", context=rclpy_context)
     got: dict[str, Any] = {}
     lock = threading.Lock()
@@ -74,8 +75,10 @@ def test_sequence_to_depth_across_processes(rclpy_context: Any, spin: Any, node_
     no_info.frames[2].camera_info = CameraInfo()
     wrong_size = _sequence(sample, [0, 1, 2], 14)
     wrong_size.frames[1].image = _sequence(render_sample(5_200_001, 64, 48), [0], 0).frames[0].image
+    oversized = _sequence(render_sample(5_200_002, 128, 96), [0, 1, 2], 16)
     for msg, reason in [(one_cam, "at least two views"), (nan_pose, "NaN"), (no_info, "camera_info is empty"),
-                        (wrong_size, "does not match its camera_info")]:
+                        (wrong_size, "does not match its camera_info"),
+                        (oversized, "frame 0 is 128x96 (0.0123 MP), above the 0.008 MP per frame")]:
         pub.publish(msg)
         wait(lambda reason=reason: log_has(reason), 20.0, f"the node to log {reason!r}")
         assert proc.poll() is None, node_processes.output(proc)
@@ -83,7 +86,7 @@ def test_sequence_to_depth_across_processes(rclpy_context: Any, spin: Any, node_
     with lock:
         assert not got  # nothing published for bad input
 
-    # A good sequence still produces depth.
+    # A good sequence still produces depth (also right after an oversized one).
     good = _sequence(sample, [0, 1, 2, 3], 15)
     pub.publish(good)
     wait(lambda: len(got) == 4, 60.0, "depth, confidence, camera_info and points")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import os
-import resource
 import statistics
 import sys
 import tempfile
@@ -20,7 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from dfocus_capture.bench_timing import time_runs
+from dfocus_capture.bench_timing import peak_rss_mb, time_runs
 from dfocus_capture.calibration import ArrayCalibration, load_calibration
 from dfocus_capture.dds import find_config
 from dfocus_refocus.baselines import (
@@ -108,7 +107,7 @@ def _estimated_depth(burst: Any) -> np.ndarray | None:
         from dfocus_depth.geometry import DepthRange
 
         # As the simulated graph runs the depth node: its defaults, sweeping from the scenes' near limit.
-        est = DepthEstimator(device="cpu", edge_median=False)
+        est = DepthEstimator(device="cpu", edge_median=False, refine="off")
         return est.estimate(burst, DepthRange(DEFAULT_NEAR_M, math.inf)).depth
     except (ImportError, RuntimeError, ValueError, OSError) as exc:
         sys.stderr.write(f"refocus bench: no CNN depth row ({exc})\n")
@@ -149,7 +148,7 @@ def _render_child(aif_path: str, depth_path: str, cam_args: dict[str, Any], queu
         return to_srgb8(render_bokeh(aif, signed_coc_px(depth, sharp, cam, cam.f_number)))
 
     wall, cpu = _timed(render, 2)
-    queue.put((wall, cpu, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0))
+    queue.put((wall, cpu, peak_rss_mb()))
 
 
 def speed_rows(quick: bool) -> list[Row]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from dfocus_capture.allocator import keep_freed_memory
+
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("dfocus_bringup.run_demo:run_command", "the whole graph on the simulated array; writes out/"),
     "launch": ("dfocus_bringup.launch_runner:launch_command", "run a ROS 2 YAML launch file"),
@@ -43,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         sys.stderr.write(f"dfocus: unknown command {name!r}\n\n{usage()}\n")
         return 2
+    keep_freed_memory()
     module_name, func_name = COMMANDS[name][0].split(":")
     func = getattr(importlib.import_module(module_name), func_name)
     return int(func(rest) or 0)

@@ -1,4 +1,5 @@
-"""The main() shared by the dfocus nodes: the project's DDS profile, rclpy init, start-up errors
+"""The main() shared by the dfocus nodes: the project's DDS profile, the allocator kept from
+returning image-sized blocks to the kernel (`allocator`), rclpy init, start-up errors
 reported as one fatal log line with exit status 1 (not a traceback), a multi-threaded executor,
 and a shutdown that closes the node's workers before destroying it and its action entities."""
 
@@ -13,6 +14,7 @@ from rclpy.executors import Executor, ExternalShutdownException, MultiThreadedEx
 from rclpy.impl.implementation_singleton import rclpy_implementation
 from rclpy.node import Node
 
+from dfocus_capture.allocator import keep_freed_memory
 from dfocus_capture.dds import apply_default_profile
 
 # What a node may raise while starting: bad parameters (ValueError and its typed subclasses such
@@ -39,6 +41,7 @@ def run_node(name: str, factory: Callable[[], Node], args: list[str] | None = No
     num_threads=1 selects a SingleThreadedExecutor (nodes whose long work runs on threads of
     their own; rclpy's multi-threaded executor can spin hot while a callback blocks)."""
     apply_default_profile()
+    keep_freed_memory()
     logger = rclpy.logging.get_logger(name)
     try:
         rclpy.init(args=args)

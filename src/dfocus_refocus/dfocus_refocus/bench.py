@@ -136,8 +136,12 @@ def _refocus_rows(sb: Any, prepared: PreparedSequence, band: np.ndarray) -> list
 
 
 def _render_child(aif_path: str, depth_path: str, cam_args: dict[str, Any], queue: Any) -> None:
-    """Child process: time the 12 MP render from cached arrays and report its own peak RSS."""
+    """Child process: time the 12 MP render from cached arrays and report its own peak RSS (with the
+    allocator set up as in the node)."""
+    from dfocus_capture.allocator import keep_freed_memory
     from dfocus_capture.calibration import CameraModel
+
+    keep_freed_memory()
 
     aif = np.load(aif_path)
     depth = np.load(depth_path)

@@ -40,6 +40,7 @@ METADATA_VERSION: Literal[9] = 9
 # and the depth products (relative to the recorder's namespace; shell-style patterns).
 DEFAULT_TOPICS = (
     "capture/sequence",
+    "capture/announced",
     "cam*/image_raw",
     "cam*/camera_info",
     "imu/data",

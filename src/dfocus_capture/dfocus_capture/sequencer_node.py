@@ -7,7 +7,9 @@ camera's `image_raw` + `camera_info` whose stamp is the trigger's (an approximat
 synchronizer, `queue_size` / `slop_s`). After the last shot the IMU samples of the burst (and of
 `imu_window_s` before it) are taken from a stamp-indexed buffer, each camera's pose at exposure is
 estimated (stage positions, or hand-held the IMU), and the FocusSequence goes out on
-`capture/sequence` (reliable, transient-local, depth 1) with a new, increasing sequence_id.
+`capture/sequence` (reliable, transient-local, depth 1) with a new, increasing sequence_id,
+announced just before on `capture/announced` (SequenceAnnouncement, same QoS): a small message
+that reaches the refocus node before the frames, so "the latest sequence" means the latest captured.
 
 A shot whose images do not all arrive (best-effort transport loses one now and then) is taken
 again at the end of the burst, same focus and stage target, up to `max_retakes` times per burst:
@@ -59,7 +61,7 @@ from dfocus_capture.ros_convert import imu_to_array, matrix_to_pose, ns_to_stamp
 from dfocus_capture.shift_patterns import MAX_SHOTS, PATTERN_NAMES, ShotPlanError, focus_plan, shift_targets
 from dfocus_capture.sync import ApproximateTimeSynchronizer, ImuBuffer
 from dfocus_interfaces.action import CaptureSequence
-from dfocus_interfaces.msg import ActuatorState, CapturedFrame, FocusSequence
+from dfocus_interfaces.msg import ActuatorState, CapturedFrame, FocusSequence, SequenceAnnouncement
 from dfocus_interfaces.srv import MoveActuators, TriggerCameras
 
 PARAMS = [
@@ -177,6 +179,7 @@ class SequencerNode(Node):
                                                  callback_group=self.group)
         self._linked: set[str] = set()  # services whose request/response path has been proven
         self.publisher = self.create_publisher(FocusSequence, "capture/sequence", LATCHED)
+        self.announcer = self.create_publisher(SequenceAnnouncement, "capture/announced", LATCHED)
         self.action = ActionServer(
             self, CaptureSequence, "capture_sequence", execute_callback=self._execute,
             goal_callback=self._on_goal, cancel_callback=lambda _: CancelResponse.ACCEPT, callback_group=self.group,
@@ -223,6 +226,9 @@ class SequencerNode(Node):
             msg.sequence_id = self._next_id
             self._next_id += 1
             with self._timed("publish"):
+                # The announcement first: it is small and overtakes the frames it announces.
+                self.announcer.publish(SequenceAnnouncement(header=msg.header, sequence_id=msg.sequence_id,
+                                                            num_shots=msg.num_shots, num_cameras=msg.num_cameras))
                 self.publisher.publish(msg)
             result.success, result.sequence_id = True, msg.sequence_id
             spent = ", ".join(f"{k} {v:.2f}" for k, v in self._timing.items())

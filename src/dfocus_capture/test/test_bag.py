@@ -156,9 +156,11 @@ def test_corrupt_bag_raises_bag_error(tmp_path: Path) -> None:
 
 def test_topic_selection_and_replay_qos() -> None:
     available = ["/dfocus/cam0/image_raw", "/dfocus/cam1/image_raw", "/dfocus/cam1/camera_info",
-                 "/dfocus/capture/sequence", "/other/cam0/image_raw", "/dfocus/refocus/image"]
+                 "/dfocus/capture/sequence", "/dfocus/capture/announced", "/other/cam0/image_raw",
+                 "/dfocus/refocus/image"]
     assert select_topics(available, DEFAULT_TOPICS, "/dfocus") == [
-        "/dfocus/cam0/image_raw", "/dfocus/cam1/camera_info", "/dfocus/cam1/image_raw", "/dfocus/capture/sequence"]
+        "/dfocus/cam0/image_raw", "/dfocus/cam1/camera_info", "/dfocus/cam1/image_raw", "/dfocus/capture/announced",
+        "/dfocus/capture/sequence"]
     assert select_topics(available, ["/other/*"], "/dfocus") == ["/other/cam0/image_raw"]
     mixed = replay_qos([TopicQos(True, True, 1), TopicQos(False, True, 5)])
     assert mixed == TopicQos(reliable=False, transient_local=True, depth=5)

@@ -25,7 +25,7 @@ from dfocus_capture.imu_model import ActuatorTrack
 from dfocus_capture.qos import LATCHED, TRACK
 from dfocus_capture.ros_convert import burst_from_msg, stamp_to_ns
 from dfocus_interfaces.action import CaptureSequence
-from dfocus_interfaces.msg import ActuatorState, FocusSequence
+from dfocus_interfaces.msg import ActuatorState, FocusSequence, SequenceAnnouncement
 from dfocus_interfaces.srv import MoveActuators
 
 pytestmark = pytest.mark.ros
@@ -66,6 +66,8 @@ class Graph:
         self.tremor = HandTremor(SEED, TremorConfig()) if hand_held else None
         self._lock = threading.Lock()
         self.node.create_subscription(FocusSequence, "capture/sequence", self._on_sequence, LATCHED)
+        self.announced: list[Any] = []
+        self.node.create_subscription(SequenceAnnouncement, "capture/announced", self.announced.append, LATCHED)
         self.node.create_subscription(ActuatorState, "actuators/state", self._on_state, TRACK)
         self.client = ActionClient(self.node, CaptureSequence, "capture_sequence")
         # Created now, so that DDS has matched it long before it is used.
@@ -195,6 +197,10 @@ def test_actuator_bursts_cancel_and_faults(graph_factory: Callable[[bool], Graph
     wait_sequences(g, 1)
     seq = g.sequences[0]
     assert res.result.sequence_id == seq.sequence_id
+    # Announced with the same id and header (just before the frames).
+    g.wait(lambda: bool(g.announced), 10.0, "the capture/announced message")
+    assert (g.announced[-1].sequence_id, g.announced[-1].header, g.announced[-1].num_shots) == (
+        seq.sequence_id, seq.header, 7)
     assert (seq.num_shots, seq.num_cameras, len(seq.frames), len(seq.actuator_states)) == (7, 5, 35, 7)
     assert {(f.shot_index, f.camera_index) for f in seq.frames} == {(k, c) for k in range(7) for c in range(5)}
     assert all((f.image.width, f.image.height, f.image.encoding) == (320, 240, "rgb8") for f in seq.frames)

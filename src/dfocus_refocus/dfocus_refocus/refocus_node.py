@@ -35,7 +35,7 @@ from dfocus_capture.ros_convert import (
     stamp_to_ns,
 )
 from dfocus_interfaces.action import Refocus
-from dfocus_interfaces.msg import FocalPlane, FocusSequence
+from dfocus_interfaces.msg import FocalPlane, FocusSequence, SequenceAnnouncement
 from dfocus_interfaces.srv import ListSequences
 from dfocus_refocus.bokeh import NODE_MAX_KERNEL_PX, BokehParams
 from dfocus_refocus.focal_plane import FocalPlaneError
@@ -98,6 +98,8 @@ class RefocusNode(Node):
         self.image_pub = self.create_publisher(Image, "refocus/image", qos.RELIABLE)
         self.aif_pub = self.create_publisher(Image, "refocus/all_in_focus", qos.RELIABLE)
         self.preview_pub = self.create_publisher(Image, "refocus/preview", qos.LATEST)
+        self.create_subscription(SequenceAnnouncement, "capture/announced", self._on_announced, qos.LATCHED,
+                                 callback_group=self.group)
         self.create_subscription(FocusSequence, "capture/sequence", self._on_sequence, qos.LATCHED,
                                  callback_group=self.group)
         self.create_subscription(Image, "depth/image", self._on_depth, qos.LATCHED, callback_group=self.group)
@@ -141,6 +143,11 @@ class RefocusNode(Node):
                 self._preview_pending = self._last_plane
                 self._preview_cv.notify()
         return prepared
+
+    def _on_announced(self, msg: SequenceAnnouncement) -> None:
+        self.cache.announce(int(msg.sequence_id))
+        self.get_logger().info(f"sequence {msg.sequence_id} announced: {msg.num_shots} shots x {msg.num_cameras} "
+                               "cameras on their way")
 
     def _on_sequence(self, msg: Any) -> None:
         try:

@@ -57,6 +57,7 @@ class SequenceCache:
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)  # notified when a burst is added
         self._newest_id = 0  # highest sequence id received (the sequencer numbers bursts upwards)
+        self._announced_id = 0  # highest sequence id announced (capture/announced), received or not
         self._entries: OrderedDict[int, CacheEntry] = OrderedDict()
         self._orphan_depth: OrderedDict[int, np.ndarray] = OrderedDict()
         self._orphan_conf: OrderedDict[int, np.ndarray] = OrderedDict()
@@ -84,6 +85,12 @@ class SequenceCache:
             self._newest_id = max(self._newest_id, burst.sequence_id)
             self._arrived.notify_all()
         return entry
+
+    def announce(self, sequence_id: int) -> None:
+        """A burst was captured and its frames are on their way: from now on it is 'the newest' (0)."""
+        with self._lock:
+            self._announced_id = max(self._announced_id, sequence_id)
+            self._arrived.notify_all()
 
     def add_depth(self, stamp_ns: int, depth: np.ndarray) -> int | None:
         """Attach a depth map to the burst with that stamp (or keep it until the burst arrives).
@@ -141,29 +148,34 @@ class SequenceCache:
 
     def get(self, sequence_id: int, timeout_s: float = 0.0, check: Callable[[], None] = lambda: None,
             poll_s: float = 0.1) -> CacheEntry:
-        """The entry for `sequence_id` (0 = the newest). A burst not received yet is waited for up
-        to `timeout_s` if it can still come: any burst for 0, and for a given id one newer than
-        every burst seen (a goal can overtake its burst: they travel on different channels). An
-        older id that is not held was evicted: SequenceNotFoundError at once. `check` runs every
-        `poll_s` while waiting and may raise (a canceled goal)."""
+        """The entry for `sequence_id`; 0 = the newest: the latest announced one when an
+        announcement is ahead of the bursts received, else the newest received. A burst not received
+        yet is waited for up to `timeout_s` if it can still come: any burst for 0, and for a given
+        id one newer than every burst seen (a goal can overtake its burst: they travel on different
+        channels). An older id that is not held was evicted: SequenceNotFoundError at once. `check`
+        runs every `poll_s` while waiting and may raise (a canceled goal)."""
         deadline = time.monotonic() + timeout_s
         while True:
             with self._arrived:
-                entry = (next(reversed(self._entries.values()), None) if sequence_id == 0
-                         else self._entries.get(sequence_id))
+                wanted = sequence_id
+                if wanted == 0 and self._announced_id > self._newest_id:
+                    wanted = self._announced_id
+                entry = (next(reversed(self._entries.values()), None) if wanted == 0
+                         else self._entries.get(wanted))
                 if entry is not None:
                     return entry
                 held = list(self._entries)
-                can_come = sequence_id == 0 or sequence_id > self._newest_id
+                can_come = wanted == 0 or wanted > self._newest_id
                 left = deadline - time.monotonic()
                 if not can_come or left <= 0:
                     break
                 self._arrived.wait(min(left, poll_s))
             check()
-        if sequence_id == 0:
+        if wanted == 0:
             raise SequenceNotFoundError(f"no sequence has been received within {timeout_s:g} s")
+        latest = " (the latest announced)" if sequence_id == 0 else ""
         waited = f" and did not arrive within {timeout_s:g} s" if can_come else " (evicted, or never received)"
-        raise SequenceNotFoundError(f"sequence {sequence_id} is not in the cache (holding {held}){waited}")
+        raise SequenceNotFoundError(f"sequence {wanted}{latest} is not in the cache (holding {held}){waited}")
 
     def latest_ready(self) -> PreparedSequence | None:
         """The newest sequence whose preparation finished successfully."""

@@ -34,11 +34,13 @@ class Driver:
         from sensor_msgs.msg import Image
 
         from dfocus_interfaces.action import Refocus
-        from dfocus_interfaces.msg import FocalPlane, FocusSequence
+        from dfocus_interfaces.msg import FocalPlane, FocusSequence, SequenceAnnouncement
         from dfocus_interfaces.srv import ListSequences
 
         self.node = Node("refocus_driver", namespace=NS, context=context)
         self.seq_pub = self.node.create_publisher(FocusSequence, "capture/sequence", qos.LATCHED)
+        self.announce_pub = self.node.create_publisher(SequenceAnnouncement, "capture/announced", qos.LATCHED)
+        self.SequenceAnnouncement = SequenceAnnouncement
         self.depth_pub = self.node.create_publisher(Image, "depth/image", qos.LATCHED)
         self.plane_pub = self.node.create_publisher(FocalPlane, "refocus/focal_plane", qos.LATEST)
         self.client = ActionClient(self.node, Refocus, "refocus")
@@ -116,12 +118,13 @@ def node_log(graph: tuple[Driver, Any], node_processes: Any) -> Any:
     return Attach()
 
 
-def test_refocus_action_across_processes(graph: tuple[Driver, Any], node_log: Any, wait: Any) -> None:
+def test_refocus_action_across_processes(graph: tuple[Driver, Any], node_log: Any, wait: Any,
+                                         node_processes: Any) -> None:
     with node_log:
-        _action_checks(*graph, wait)
+        _action_checks(*graph, wait, lambda: node_processes.output(graph[1]))
 
 
-def _action_checks(driver: Driver, proc: Any, wait: Any) -> None:
+def _action_checks(driver: Driver, proc: Any, wait: Any, log: Any) -> None:
     from action_msgs.msg import GoalStatus
     from std_msgs.msg import Header
 
@@ -184,6 +187,19 @@ def _action_checks(driver: Driver, proc: Any, wait: Any) -> None:
     res = driver.result(handle, wait, timeout=DEPTH_TIMEOUT_S + 10)
     assert res.status == GoalStatus.STATUS_ABORTED and "no depth map for sequence 8" in res.result.message
     assert proc.poll() is None
+
+    # sequence_id 0 right after a capture: sequence 9 is announced before its frames arrive, and the
+    # goal renders it (not 7 or 8, the newest received), once it and its depth are in.
+    wait(lambda: driver.announce_pub.get_subscription_count() > 0, 10.0, "the capture/announced subscription")
+    driver.announce_pub.publish(driver.SequenceAnnouncement(sequence_id=9, num_shots=1, num_cameras=3))
+    wait(lambda: "sequence 9 announced" in log(), 10.0, "the node to take the announcement")
+    handle, feedback = driver.send(driver.goal(1.0, 0.0, 0.0, sequence_id=0), wait)
+    wait(lambda: any(f.stage == "waiting for the sequence" for f in feedback), 10.0, "waiting-for-sequence feedback")
+    case_c = make_case(seed=7, width=240, stamp_ns=STAMP_B + 1, sequence_id=9)
+    driver.seq_pub.publish(burst_to_msg(case_c.burst))
+    driver.depth_pub.publish(image_to_msg(case_c.depth, "32FC1", Header(stamp=ns_to_stamp(STAMP_B + 1))))
+    res = driver.result(handle, wait, timeout=SEQUENCE_TIMEOUT_S + 20)
+    assert res.status == GoalStatus.STATUS_SUCCEEDED and res.result.sequence_id == 9, res.result.message
 
 
 def test_preview_follows_the_latest_plane(graph: tuple[Driver, Any], node_log: Any, wait: Any) -> None:

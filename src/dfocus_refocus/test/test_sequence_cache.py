@@ -94,3 +94,27 @@ def test_a_goal_may_overtake_its_burst_but_not_wait_for_an_evicted_one():
         assert checks == [1]
     finally:
         cache.shutdown()
+
+
+def test_the_latest_sequence_is_the_latest_announced_not_the_latest_received():
+    import threading
+
+    cache = SequenceCache(capacity=4, preparer=_prepare)
+    try:
+        a = make_case(seed=5, width=96, stamp_ns=100, sequence_id=4)
+        b = make_case(seed=6, width=96, stamp_ns=200, sequence_id=5)
+        cache.add_burst(a.burst)
+        assert cache.get(0).sequence_id == 4  # nothing announced: the newest received
+        cache.announce(5)  # captured; its frames are still on their way
+        arrives = threading.Timer(0.3, cache.add_burst, (b.burst,))
+        arrives.start()
+        assert cache.get(0, timeout_s=30.0).sequence_id == 5  # waited for it instead of rendering 4
+        arrives.join()
+        cache.announce(6)  # announced, never delivered: a clear error, not the previous burst
+        with pytest.raises(SequenceNotFoundError,
+                           match=r"sequence 6 \(the latest announced\) is not in the cache .* within 0.2 s"):
+            cache.get(0, timeout_s=0.2)
+        cache.announce(3)  # an older announcement (a replayed bag) changes nothing
+        assert cache.get(5).sequence_id == 5
+    finally:
+        cache.shutdown()

@@ -186,6 +186,8 @@ def _check_camera(cam: CameraModel) -> None:
         raise CalibrationError(f"{where}: image size must be positive")
     if cam.K.shape != (3, 3) or cam.K[0, 0] <= 0 or cam.K[1, 1] <= 0:
         raise CalibrationError(f"{where}: camera_matrix needs positive fx, fy")
+    if not np.allclose(cam.K[2], [0, 0, 1]) or cam.K[1, 0] != 0:
+        raise CalibrationError(f"{where}: camera_matrix must be [fx s cx; 0 fy cy; 0 0 1], got {cam.K.tolist()}")
     if cam.T_ref_cam.shape != (4, 4):
         raise CalibrationError(f"{where}: T_ref_cam must be 4x4")
     R = cam.T_ref_cam[:3, :3]
@@ -217,15 +219,19 @@ def camera_from_dict(d: dict[str, Any]) -> CameraModel:
     if missing:
         raise CalibrationError(f"camera {d.get('name', '?')!r}: missing keys {missing}")
     name = str(d["name"])
-    try:
-        width, height = int(d["image_width"]), int(d["image_height"])
-        numbers = {k: float(d[k]) for k in ("focus_distance_m", "focal_length_mm", "f_number", "pixel_size_um")}
-    except (TypeError, ValueError) as exc:
-        raise CalibrationError(f"camera {name!r}: {exc}") from exc
+    for key in ("image_width", "image_height"):
+        if isinstance(d[key], bool) or not isinstance(d[key], int):
+            raise CalibrationError(f"camera {name!r}: {key} must be a whole number of pixels, got {d[key]!r}")
+    width, height = d["image_width"], d["image_height"]
+    numbers = {}
+    for key in ("focus_distance_m", "focal_length_mm", "f_number", "pixel_size_um"):
+        if isinstance(d[key], bool) or not isinstance(d[key], (int, float)):
+            raise CalibrationError(f"camera {name!r}: {key} must be a number, got {d[key]!r}")
+        numbers[key] = float(d[key])
     dist = d.get("distortion_coefficients", [0.0] * 5) or []
-    D = np.asarray([float(x) for x in dist], dtype=np.float64)
-    if not np.all(np.isfinite(D)):
-        raise CalibrationError(f"camera {name!r}: distortion_coefficients contain NaN")
+    if not isinstance(dist, list):
+        raise CalibrationError(f"camera {name!r}: distortion_coefficients must be a list of numbers, got {dist!r}")
+    D = _finite_array(dist, (len(dist),), f"camera {name!r} distortion_coefficients")
     return CameraModel(
         name=name,
         width=width,
@@ -341,9 +347,11 @@ def load_calibration(path: str | Path) -> ArrayCalibration:
     """Read a dfocus YAML calibration or a Middlebury calib.txt (detected by content)."""
     p = Path(path)
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise CalibrationError(f"cannot read calibration {p}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise CalibrationError(f"{p}: not a text file (a YAML calibration or a Middlebury calib.txt): {exc}") from exc
     if re.search(r"^\s*cam0\s*=\s*\[", text, re.MULTILINE):
         return parse_middlebury_calib(text, str(p))
     try:

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dfocus_capture.calibration import (
     CalibrationError,
@@ -94,6 +96,13 @@ def test_middlebury_calib_gives_a_rectified_pair(tmp_path: Path) -> None:
         (lambda d: d["cameras"][0].__setitem__("T_ref_cam", [2, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1]),
          "orthonormal"),
         (lambda d: d["cameras"][0].__setitem__("distortion_model", "fisheye9"), "distortion_model"),
+        (lambda d: d["cameras"][0].__setitem__("distortion_coefficients", 0.5), "must be a list of numbers"),
+        (lambda d: d["cameras"][0].__setitem__("distortion_coefficients", [0.1, "x"]), "not a list of numbers"),
+        (lambda d: d["cameras"][0].__setitem__("focus_distance_m", "far"), "focus_distance_m must be a number"),
+        (lambda d: d["cameras"][0].__setitem__("image_width", 1280.5), "whole number of pixels"),
+        (lambda d: d["cameras"][0].__setitem__("image_height", True), "whole number of pixels"),
+        (lambda d: d["cameras"][0].__setitem__("camera_matrix", [2000, 0, 640, 0, 2000, 480, 1, 1, 1]),
+         r"\[fx s cx; 0 fy cy; 0 0 1\]"),
     ],
 )
 def test_malformed_calibrations_are_refused_with_a_reason(tmp_path: Path, mutate, message: str) -> None:
@@ -112,6 +121,10 @@ def test_unreadable_and_non_yaml_files(tmp_path: Path) -> None:
     bad.write_text("cameras: [unclosed")
     with pytest.raises(CalibrationError, match="not valid YAML"):
         load_calibration(bad)
+    binary = tmp_path / "b.yaml"
+    binary.write_bytes(bytes(range(128, 256)) * 8)
+    with pytest.raises(CalibrationError, match="not a text file"):
+        load_calibration(binary)
     with pytest.raises(CalibrationError, match="missing key 'baseline'"):
         parse_middlebury_calib(MOTORCYCLE_CALIB.replace("baseline=193.001\n", ""))
 
@@ -123,3 +136,25 @@ def test_check_images_reports_the_mismatching_camera() -> None:
         cal.check_images([(960, 1280, 3)] * 4)
     with pytest.raises(CalibrationError, match="cam2"):
         cal.check_images([(960, 1280, 3)] * 2 + [(480, 640, 3)] + [(960, 1280, 3)] * 2)
+
+
+_ANY_VALUE = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
+                       st.text(max_size=8), st.lists(st.floats(allow_nan=True), max_size=20),
+                       st.lists(st.text(max_size=3), max_size=3), st.dictionaries(st.text(max_size=3), st.integers()))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(camera=st.integers(0, 4), key=st.sampled_from([
+    "name", "image_width", "image_height", "camera_matrix", "distortion_model", "distortion_coefficients",
+    "T_ref_cam", "focus_distance_m", "focal_length_mm", "f_number", "pixel_size_um", "unknown_key"]),
+    value=_ANY_VALUE)
+def test_any_value_in_any_field_loads_or_is_refused_with_a_reason(tmp_path: Path, camera: int, key: str,
+                                                                   value: object) -> None:
+    data = yaml.safe_load(SHIPPED.read_text())
+    data["cameras"][camera][key] = value
+    path = tmp_path / "fuzz.yaml"
+    path.write_text(yaml.safe_dump(data))
+    try:
+        load_calibration(path)
+    except CalibrationError as exc:
+        assert str(exc)  # one line with the reason: no other exception type reaches the user

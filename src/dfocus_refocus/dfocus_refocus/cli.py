@@ -42,6 +42,10 @@ def _load_depth(path: str | None, burst: Burst) -> np.ndarray:
             raise CliError(f"cannot read depth {path}: {exc}") from exc
         if depth.ndim != 2 or not np.issubdtype(depth.dtype, np.floating):
             raise CliError(f"{path}: expected a HxW float depth map in metres, got {depth.dtype} {depth.shape}")
+        h, w = burst.reference.image.shape[:2]
+        if depth.shape != (h, w):
+            raise CliError(f"{path}: the depth map is {depth.shape[1]}x{depth.shape[0]} but the reference image is "
+                           f"{w}x{h} (a depth map of another view, or transposed?)")
         return np.asarray(depth, dtype=np.float32)
     try:
         from dfocus_depth.estimator import DepthEstimator
@@ -62,10 +66,24 @@ def _prepare(args: argparse.Namespace) -> PreparedSequence:
     return prepared
 
 
+def _check_output(path: str) -> None:
+    """Refuse an output the image writer cannot take, before any work is done."""
+    out = Path(path)
+    if out.is_dir():
+        raise CliError(f"--out {path} is a directory; give an image file name (.png, .jpg, .tif)")
+    if not cv2.haveImageWriter(str(out)):
+        raise CliError(f"--out {path}: no image writer for {out.suffix or 'a name without extension'} "
+                       "(use .png, .jpg or .tif)")
+
+
 def _write(path: str, rgb: np.ndarray) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(path, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise CliError(f"cannot write {path} (unknown extension or unwritable)")
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        written = cv2.imwrite(path, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    except (OSError, cv2.error) as exc:
+        raise CliError(f"cannot write {path}: {exc}") from exc
+    if not written:
+        raise CliError(f"cannot write {path} (unwritable)")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -78,6 +96,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def _run(func: object, argv: list[str], parser: argparse.ArgumentParser) -> int:
     args = parser.parse_args(argv)
     try:
+        _check_output(args.out)
         func(args)  # type: ignore[operator]
     except (CliError, CalibrationError, BurstError, RegistrationError, FusionError, FocalPlaneError) as exc:
         sys.stderr.write(f"dfocus {parser.prog.split()[-1]}: {exc}\n")
@@ -91,7 +110,8 @@ def refocus_command(argv: list[str]) -> int:
     parser.add_argument("--focus-m", type=float, required=True, help="focus distance (m)")
     parser.add_argument("--near-m", type=float, default=0.0, help="near limit of the sharp range (m)")
     parser.add_argument("--far-m", type=float, default=0.0, help="far limit (m); 0/0 = thin-lens depth of field")
-    parser.add_argument("--f-number", type=float, default=0.0, help="simulated aperture (0 = the camera's)")
+    parser.add_argument("--f-number", type=float, default=0.0,
+                        help="simulated aperture, f/0.5..f/128 (0 = the camera's)")
     parser.add_argument("--bokeh-strength", type=float, default=1.0, help="multiplier on the thin-lens blur, 0..4")
     parser.add_argument("--mask", help="image whose non-zero pixels must stay sharp (reference size)")
     parser.add_argument("--width", type=int, default=0, help="output width (0 = full resolution)")

@@ -27,6 +27,11 @@ from dfocus_refocus.tone import ToneParams, apply_tone
 StageProgress = Callable[[str, float], None]
 
 
+# Simulated apertures: f/0.5 is the limit of a lens in air (numerical aperture 1); beyond f/128
+# nothing is blurred at these sensor sizes.
+F_NUMBER_RANGE = (0.5, 128.0)
+
+
 @dataclass(frozen=True)
 class RefocusRequest:
     focus_m: float = 0.0
@@ -114,8 +119,9 @@ class PreparedSequence:
         """Validate the request's plane against this sequence (FocalPlaneError with the reason)."""
         if not 0.0 <= req.bokeh_strength <= 4.0:
             raise FocalPlaneError(f"bokeh_strength must be within 0..4, got {req.bokeh_strength}")
-        if req.f_number < 0 or not np.isfinite(req.f_number):
-            raise FocalPlaneError(f"f_number must be positive (0 = the camera's), got {req.f_number}")
+        if req.f_number != 0 and not F_NUMBER_RANGE[0] <= req.f_number <= F_NUMBER_RANGE[1]:
+            raise FocalPlaneError(f"f_number must be within {F_NUMBER_RANGE[0]:g}..{F_NUMBER_RANGE[1]:g} "
+                                  f"(0 = the camera's), got {req.f_number}")
         req.tone.validate()
         return resolve_focal_plane(
             self.reference,

@@ -64,3 +64,23 @@ def test_cli_errors_exit_1_with_the_reason(files, tmp_path, capsys) -> None:
     assert "cannot be split over 5" in capsys.readouterr().err
     assert all_in_focus_command(["--calibration", str(CAL), "--depth", depth, "--out", out, "nope.png"]) == 1
     assert "cannot read image nope.png" in capsys.readouterr().err
+
+
+def test_bad_outputs_depth_maps_and_apertures_are_refused_before_any_work(files, tmp_path, capsys) -> None:
+    images, depth, cal, case = files
+    base = ["--calibration", cal, "--depth", depth, "--focus-m", "0.5"]
+    h, w = case.depth.shape
+    wrong, transposed = tmp_path / "wrong.npy", tmp_path / "transposed.npy"
+    np.save(wrong, np.ones((10, 10), np.float32))
+    np.save(transposed, np.ascontiguousarray(case.depth.T))
+    for argv, reason in [
+        (["--out", str(tmp_path / "x.xyz")], "no image writer for .xyz"),
+        (["--out", str(tmp_path / "noext")], "no image writer for a name without extension"),
+        (["--out", str(tmp_path)], "is a directory"),
+        (["--out", str(tmp_path / "x.png"), "--f-number", "0.01"], "f_number must be within 0.5..128"),
+        (["--out", str(tmp_path / "x.png"), "--depth", str(wrong)], f"is 10x10 but the reference image is {w}x{h}"),
+        (["--out", str(tmp_path / "x.png"), "--depth", str(transposed)], f"is {h}x{w} but the reference image"),
+    ]:
+        assert refocus_command([*base, *argv, *images]) == 1, argv
+        assert reason in capsys.readouterr().err, argv
+    assert not list(tmp_path.glob("x.*"))

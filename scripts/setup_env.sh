@@ -52,3 +52,7 @@ if [ "$(cat $VENV/.pkg-stamp 2>/dev/null)" != "$pkg_stamp" ]; then
     -e src/dfocus_refocus -e src/dfocus_bringup
   echo "$pkg_stamp" > $VENV/.pkg-stamp
 fi
+# What colcon would also install (the editable install skips it): the ament index entries,
+# share/<pkg> data and lib/<pkg>/<executable>, for launch_ros and `ros2 run` (idempotent, < 1 s).
+$VENV/bin/python scripts/ament_register.py $VENV src/dfocus_capture src/dfocus_depth src/dfocus_refocus \
+  src/dfocus_bringup > /dev/null

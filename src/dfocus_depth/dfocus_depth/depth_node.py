@@ -317,11 +317,11 @@ class DepthNode(Node):
         self.estimator = self.estimator.with_weights(path)
         self.get_logger().info(f"depth maps now use the weights {path}")
 
-    def destroy_node(self) -> None:
+    def close(self) -> None:
+        """Stop the inference worker (run_node calls this before destroying the node)."""
         self._stop = True
         self._wake.set()
         self._worker.join(timeout=30.0)
-        super().destroy_node()
 
 
 def main(args: list[str] | None = None) -> int:

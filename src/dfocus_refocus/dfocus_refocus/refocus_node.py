@@ -316,13 +316,14 @@ class RefocusNode(Node):
                 continue
             self.preview_pub.publish(image_to_msg(rendered.image, "rgb8", self._header(prepared.burst)))
 
-    def destroy_node(self) -> None:
+    def close(self) -> None:
+        """Stop the preview thread and the preparation worker (run_node calls this before
+        destroying the node)."""
         with self._preview_cv:
             self._stopping = True
             self._preview_cv.notify()
         self._preview_thread.join(timeout=5.0)
         self.cache.shutdown()
-        super().destroy_node()
 
 
 def _short(goal: ServerGoalHandle) -> str:

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 ONCE ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup run test lint bench train soak clean
+.PHONY: setup run test test-loaded lint bench train clean
 
 setup:
 	@scripts/setup_env.sh
@@ -16,6 +16,10 @@ run: setup
 
 test: setup lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The same suite with a CPU hog on every core (not part of `make test`; twice as long or more).
+test-loaded: setup lint
+	scripts/with_cpu_hog.sh $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check src test

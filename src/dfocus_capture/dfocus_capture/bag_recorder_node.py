@@ -46,6 +46,10 @@ PARAMS = [
 ]
 
 
+# After a stop (Ctrl-C, SIGTERM, max_duration_s), what had already arrived is written for at most this long.
+DRAIN_LIMIT_S = 1.0
+
+
 def to_profile(q: TopicQos) -> QoSProfile:
     return QoSProfile(
         history=HistoryPolicy.KEEP_LAST,
@@ -126,10 +130,12 @@ class BagRecorder(Node):
         self.done = True
 
     def drain(self, executor: Executor) -> None:
-        """Write what has arrived but not been taken yet (until spins stop bringing messages; a
-        spin may run a timer instead, hence a few idle ones)."""
+        """Write what has arrived but not been taken yet: until spins stop bringing messages (a
+        spin may run a timer instead, hence a few idle ones), for at most DRAIN_LIMIT_S: a topic
+        that streams without pause (the 400 Hz IMU) would otherwise keep the recorder going."""
         idle = 0
-        while idle < 3:
+        deadline = time.monotonic() + DRAIN_LIMIT_S
+        while idle < 3 and time.monotonic() < deadline:
             before = sum(self.writer.counts.values())
             executor.spin_once(timeout_sec=0.05)
             idle = idle + 1 if sum(self.writer.counts.values()) == before else 0

@@ -161,3 +161,34 @@ def test_cli_rejects_bad_options(tmp_path: Path, capsys: pytest.CaptureFixture[s
     with pytest.raises(SystemExit):
         play_command([str(tmp_path), "--rate", "0"])
     assert "--rate must be > 0" in capsys.readouterr().err
+
+
+# A topic that never pauses, as the 400 Hz IMU: the recorder must still stop on a signal or a duration.
+STREAMER = """
+import rclpy
+from std_msgs.msg import Header
+rclpy.init()
+node = rclpy.create_node("streamer", namespace="/test")
+pub = node.create_publisher(Header, "imu_like", 100)
+timer = node.create_timer(0.0025, lambda: pub.publish(Header(frame_id="imu_link")))
+print("STREAMING", flush=True)
+rclpy.spin(node)
+"""
+
+
+@pytest.mark.parametrize("stop", ["sigint", "sigterm", "duration"])
+def test_the_recorder_stops_while_a_topic_streams_and_leaves_a_readable_bag(
+        tmp_path: Path, node_processes: Any, wait: Any, stop: str) -> None:
+    streamer = node_processes.python(STREAMER, module=False, name="streamer")
+    wait(lambda: "STREAMING" in node_processes.output(streamer), 30, "the streamer")
+    bag = tmp_path / "stream"
+    duration = ["-p", "max_duration_s:=3.0"] if stop == "duration" else []
+    recorder = node_processes.python(
+        "dfocus_capture.bag_recorder_node", "--ros-args", "-r", "__ns:=/test", "-p", f"output:={bag}",
+        "-p", "topics:=[imu_like]", "-p", "discovery_period_s:=0.1", *duration, name="recorder")
+    wait(lambda: "first message on /test/imu_like" in node_processes.output(recorder), 30, "recording to start")
+    if stop != "duration":
+        recorder.send_signal(2 if stop == "sigint" else 15)
+    assert recorder.wait(timeout=20) == 0, node_processes.output(recorder)
+    assert (bag / "metadata.yaml").is_file()
+    assert sum(1 for m in BagReader(bag).messages() if m.topic == "/test/imu_like") > 10

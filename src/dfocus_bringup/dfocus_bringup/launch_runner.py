@@ -2,13 +2,18 @@
 
 Like `ros2 launch`: each node gets `--ros-args -r __node:=NAME -r __ns:=NS --params-file F -p k:=v
 -r from:=to`, its output is prefixed `[name-N]` (coloured on a terminal), `respawn` restarts it after
-`respawn_delay`. SIGINT/SIGTERM stop everything within 5 s (SIGINT, then SIGTERM, then SIGKILL to
-each process group) and the Fast DDS shared-memory files those processes left are removed.
+`respawn_delay`, and gives up after RESPAWN_GIVE_UP fast failures in a row (each within FAST_EXIT_S
+of its start: a node that cannot start is not restarted forever). SIGINT/SIGTERM/SIGHUP (a closed
+terminal) stop everything within 5 s (SIGINT, then SIGTERM, then SIGKILL to each process group) and
+the Fast DDS shared-memory files those processes left are removed; if the runner itself is killed
+(SIGKILL), the kernel sends each node SIGTERM (parent-death signal), so none is orphaned.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import os
 import shlex
 import signal
@@ -35,6 +40,8 @@ from dfocus_bringup.launch_file import (
 from dfocus_bringup.shm_tracker import ShmTracker
 
 SIGINT_GRACE_S = 2.5  # then SIGTERM
+FAST_EXIT_S = 10.0  # a node that exits this soon after starting failed to start ...
+RESPAWN_GIVE_UP = 5  # ... and after this many such exits in a row it is not respawned again
 SIGTERM_GRACE_S = 1.5  # then SIGKILL; total stays under 5 s
 COLOURS = (32, 33, 34, 35, 36, 92, 93, 94, 95, 96)
 
@@ -98,6 +105,17 @@ class _Child:
     colour: int
     proc: subprocess.Popen[bytes] | None = None
     restart_at: float | None = None
+    started_at: float = 0.0
+    fast_exits: int = 0  # exits in a row within FAST_EXIT_S of starting
+
+
+_PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def _die_with_parent() -> None:
+    """In the child between fork and exec: SIGTERM when the runner dies (Linux prctl)."""
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 class Runner:
@@ -128,9 +146,11 @@ class Runner:
         node = child.node
         cmd = find_executable(node.package, node.executable) + node.args + node.ros_arguments()
         env = {**os.environ, **self.plan.env, **node.env, "PYTHONUNBUFFERED": "1"}
+        # The parent-death signal is tied to the forking thread: children are only ever started
+        # from the runner's main thread (run() and its _check()).
         child.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
-                                      start_new_session=True)
-        child.restart_at = None
+                                      start_new_session=True, preexec_fn=_die_with_parent)
+        child.restart_at, child.started_at = None, time.monotonic()
         self.info(f"{child.label}: started, pid {child.proc.pid}")
         threading.Thread(target=self._pump, args=(child, child.proc), daemon=True).start()
 
@@ -175,6 +195,12 @@ class Runner:
         how = "finished cleanly" if code == 0 else f"died (exit code {code})"
         self.info(f"{child.label}: process {how}, pid {proc.pid}")
         child.proc = None
+        child.fast_exits = child.fast_exits + 1 if now - child.started_at < FAST_EXIT_S else 0
+        if child.node.respawn and child.fast_exits >= RESPAWN_GIVE_UP:
+            self.info(f"{child.label}: not respawning: it exited {child.fast_exits} times in a row within "
+                      f"{FAST_EXIT_S:g} s of starting")
+            self.failed = True
+            return False
         if child.node.respawn and not self.stopping.is_set():
             child.restart_at = now + child.node.respawn_delay
             self.info(f"{child.label}: respawning in {child.node.respawn_delay:.1f} s")
@@ -257,6 +283,6 @@ def launch_command(argv: list[str]) -> int:
     apply_default_profile()  # the children inherit FASTDDS_DEFAULT_PROFILES_FILE
     colour = a.color == "always" or (a.color == "auto" and sys.stdout.isatty())
     runner = Runner(plan, sys.stdout, colour)
-    signal.signal(signal.SIGINT, runner.request_stop)
-    signal.signal(signal.SIGTERM, runner.request_stop)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, runner.request_stop)
     return runner.run()

@@ -160,7 +160,8 @@ def test_topic_selection_and_replay_qos() -> None:
                  "/dfocus/refocus/image"]
     assert select_topics(available, DEFAULT_TOPICS, "/dfocus") == [  # not the raw streams, unless named
         "/dfocus/capture/announced", "/dfocus/capture/sequence"]
-    assert select_topics(available, ["cam*/image_raw"], "/dfocus") == ["/dfocus/cam0/image_raw", "/dfocus/cam1/image_raw"]
+    assert select_topics(available, ["cam*/image_raw"], "/dfocus") == [
+        "/dfocus/cam0/image_raw", "/dfocus/cam1/image_raw"]
     assert select_topics(available, ["/other/*"], "/dfocus") == ["/other/cam0/image_raw"]
     mixed = replay_qos([TopicQos(True, True, 1), TopicQos(False, True, 5)])
     assert mixed == TopicQos(reliable=False, transient_local=True, depth=5)

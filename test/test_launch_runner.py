@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from dfocus_bringup.launch_file import LaunchFileError, key_matches, load_launch
+from dfocus_bringup.launch_runner import RESPAWN_GIVE_UP
 from dfocus_bringup.shm_tracker import ShmTracker, shm_files_of
 
 
@@ -257,3 +258,35 @@ def test_a_stale_mapping_of_a_reused_port_name_does_not_keep_the_new_file(tmp_pa
         port.write_bytes(b"\0" * 4096)
         assert port.name in shm_files_of(os.getpid(), tmp_path)  # the stale mapping, by name
         assert tracker.cleanup() == [port.name] and not port.exists()
+
+
+def test_a_node_that_cannot_start_is_not_respawned_forever(tmp_path: Path, prefix: Path) -> None:
+    crasher = prefix / "lib" / "demo_pkg" / "crasher"
+    crasher.write_text(f"#!{sys.executable}\nimport sys\nsys.exit(3)\n")
+    crasher.chmod(0o755)
+    launch = _write(tmp_path, "crash.launch.yaml", """
+        launch:
+        - node: {pkg: demo_pkg, exec: crasher, name: crasher, respawn: "true", respawn_delay: 0.05}
+        """)
+    run = subprocess.run([sys.executable, "-m", "dfocus_bringup.cli", "launch", str(launch)], capture_output=True,
+                         text=True, timeout=120, env=os.environ)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert len(_pids(run.stdout, "crasher-1")) == RESPAWN_GIVE_UP
+    assert f"crasher-1: not respawning: it exited {RESPAWN_GIVE_UP} times in a row" in run.stdout
+
+
+@pytest.mark.ros
+@pytest.mark.parametrize("how", ["SIGHUP", "SIGKILL"])
+def test_no_node_outlives_a_closed_terminal_or_a_killed_runner(tmp_path: Path, prefix: Path, node_processes: Any,
+                                                               wait: Any, how: str) -> None:
+    launch = _write(tmp_path, "one.launch.yaml", """
+        launch:
+        - node: {pkg: demo_pkg, exec: talker, name: lonely, namespace: /hup}
+        """)
+    runner = node_processes.python("dfocus_bringup.cli", "launch", str(launch), name="launch")
+    wait(lambda: bool(_pids(node_processes.output(runner), "lonely-1")), 30, "the node to start")
+    (pid,) = _pids(node_processes.output(runner), "lonely-1")
+    runner.send_signal(getattr(signal, how))
+    # SIGHUP: the runner stops its nodes as on Ctrl-C; SIGKILL: the kernel's parent-death signal does.
+    wait(lambda: not _alive(pid), 15, f"the node to end after {how} to the runner")
+    assert runner.wait(timeout=15) == (0 if how == "SIGHUP" else -signal.SIGKILL), node_processes.output(runner)

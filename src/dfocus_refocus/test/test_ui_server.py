@@ -15,6 +15,8 @@ import aiohttp
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from dfocus_capture.calibration import load_calibration
 from dfocus_refocus.focal_plane import MASK_PERCENTILES, FocalPlaneError
@@ -183,6 +185,35 @@ def test_websocket_from_another_origin_is_refused(served: tuple[UiServer, FakeGr
                 assert (await next_of(ws, "hello"))["scene"]["sequence_id"] == 5
 
     run(go())
+
+
+def test_a_foreign_host_name_is_refused_dns_rebinding(served: tuple[UiServer, FakeGraph]) -> None:
+    # evil.example resolving to 127.0.0.1: Origin and Host agree, so only the Host check stops it.
+    server, _ = served
+    port = server.url.split("/")[2].rsplit(":", 1)[1]
+    foreign = {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"}
+
+    async def go() -> None:
+        async with aiohttp.ClientSession() as http:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as exc:
+                await http.ws_connect(server.url + "ws", headers=foreign)
+            assert exc.value.status == 421
+            async with http.get(server.url + "api/state", headers=foreign) as r:
+                assert r.status == 421 and "DNS rebinding" in await r.text()
+            for name in ("localhost", "127.0.0.1", "[::1]"):
+                async with http.get(server.url + "api/state", headers={"Host": f"{name}:{port}"}) as r:
+                    assert r.status == 200, name
+
+    run(go())
+
+
+@given(st.one_of(st.text(max_size=40), st.sampled_from(["localhost", "LOCALHOST:80", "[::1]:8080", "127.0.0.9:1",
+                                                        "evil.example:8080", "[", "[::1", "::1]", "localhost.evil"])))
+def test_host_and_origin_checks_never_raise_and_allow_only_loopback_names(host: str) -> None:
+    auth.same_origin(f"http://{host}", host)
+    if auth.host_allowed(host, "127.0.0.1"):
+        name = host[1:host.index("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
+        assert auth.is_loopback(name.lower()), host
 
 
 # --- plain words ----------------------------------------------------------------------------------

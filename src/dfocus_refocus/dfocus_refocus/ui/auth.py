@@ -3,7 +3,9 @@
 The token travels as `?token=` (a link the user opens once), an `Authorization: Bearer` header, or
 the cookie the server sets after a valid `?token=` so that the page's own requests and its WebSocket
 (browsers cannot set headers on those) carry it. A WebSocket must also come from the page's own
-origin, so that another web site open in the same browser cannot drive the graph.
+origin, so that another web site open in the same browser cannot drive the graph. Without a token,
+every request must also name this machine in its Host header (`host_allowed`): a foreign name
+pointed at 127.0.0.1 by its DNS (DNS rebinding) is same-origin to the browser and would pass.
 """
 
 from __future__ import annotations
@@ -64,4 +66,20 @@ def same_origin(origin: str | None, host_header: str | None) -> bool:
         return True  # not a browser (curl, scripts): the token (if any) is the only guard
     if not host_header:
         return False
-    return urlsplit(origin).netloc.lower() == host_header.lower()
+    try:
+        return urlsplit(origin).netloc.lower() == host_header.lower()
+    except ValueError:  # an unbalanced IPv6 bracket
+        return False
+
+
+def host_allowed(host_header: str | None, bind_host: str) -> bool:
+    """True when the Host header names a loopback address or `bind_host` (any port)."""
+    if not host_header:
+        return False
+    try:
+        hostname = urlsplit(f"//{host_header}").hostname
+    except ValueError:  # an unbalanced IPv6 bracket
+        return False
+    if not hostname:
+        return False
+    return is_loopback(hostname) or hostname == bind_host.lower().strip("[]")

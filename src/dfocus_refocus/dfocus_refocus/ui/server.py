@@ -314,6 +314,9 @@ class UiServer:
     async def _auth_middleware(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
+        if not self.settings.token and not auth.host_allowed(request.headers.get("Host"), self.settings.host):
+            return web.Response(status=421, text="Host not served here: open the UI by this machine's address "
+                                "(a foreign name for it is refused, against DNS rebinding).")
         presented = auth.presented_token(request.query, request.headers, request.cookies)
         if not auth.token_ok(self.settings.token, presented):
             return web.Response(status=401, text="This dfocus UI needs its token: open the URL with ?token=<token>.")

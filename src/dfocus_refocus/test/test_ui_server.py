@@ -294,6 +294,12 @@ def test_mask_decoding_and_the_plane_it_sets() -> None:
         decode_mask(encode_png(rgba[:60]), W, H)
     with pytest.raises(UiError, match="PNG"):
         decode_mask(b"not a png", W, H)
+    # A PNG whose header claims 12000x12000 (a few hundred bytes that would decode to 576 MB of RGBA)
+    # is refused on its header, before any decoding.
+    bomb = bytearray(encode_png(rgba))
+    bomb[16:24] = (12000).to_bytes(4, "big") * 2
+    with pytest.raises(UiError, match="12000x12000, the image is 160x120"):
+        decode_mask(bytes(bomb), W, H)
     nan_mask = np.zeros((H, W), np.uint8)
     nan_mask[105:, :5] = 255
     with pytest.raises(FocalPlaneError, match="no valid depth"):

@@ -141,10 +141,25 @@ def point_cloud_ply(depth: np.ndarray, image: np.ndarray, camera: CameraModel) -
     return header.encode("ascii") + vertex.tobytes()
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR chunk, without decoding; None if it is not a PNG."""
+    if len(data) < 24 or data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
 def decode_mask(data: bytes, width: int, height: int) -> np.ndarray | None:
     """A painted mask (PNG from the page's canvas: alpha or grey, non-zero = keep sharp) as mono8
     0/255 at the reference image's size; None when nothing is painted."""
-    raw = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+    size = png_size(data)
+    if size is None:
+        raise UiError("the painted mask is not a readable PNG")
+    if size != (width, height):  # checked on the header: a small file can decode to gigabytes
+        raise UiError(f"the painted mask is {size[0]}x{size[1]}, the image is {width}x{height}")
+    raw = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if raw is None:
         raise UiError("the painted mask is not a readable PNG")
     if raw.ndim == 3:

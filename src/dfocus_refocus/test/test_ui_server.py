@@ -335,6 +335,13 @@ def test_controls_publish_the_plane_and_report_the_range(
             assert "malformed" in (await next_of(ws, "error"))["message"]
             await ws.send_str(json.dumps({"op": "controls", "focus_m": -2}))
             assert "focus_m" in (await next_of(ws, "error"))["message"]
+            # Deep nesting, a 5000-digit number and an integer beyond any float: an error frame each.
+            for text, reason in [("[" * 100_000, "malformed"), ('{"op": "controls", "focus_m": 1' + "0" * 5000 + "}",
+                                 "malformed"), (json.dumps({"op": "controls", "focus_m": 10**400}), "focus_m")]:
+                await ws.send_str(text)
+                assert reason in (await next_of(ws, "error"))["message"]
+            await ws.send_str(json.dumps({"op": "controls", "focus_m": 0}))
+            assert (await next_of(ws, "plane"))["from_mask"]  # and the session still serves
 
     run(go())
     # Publishing is rate-limited but always ends with the newest plane: the painted one.

@@ -52,7 +52,10 @@ def number(d: Mapping[str, Any], key: str, default: float, lo: float, hi: float)
     raw = d.get(key, default)
     if isinstance(raw, bool) or not isinstance(raw, (int, float)):
         raise UiError(f"{key} must be a number, got {raw!r}")
-    value = float(raw)
+    try:
+        value = float(raw)
+    except OverflowError:  # an integer beyond any float
+        value = math.inf
     if not math.isfinite(value) or not lo <= value <= hi:
         raise UiError(f"{key} must be within {lo:g}..{hi:g}, got {raw!r}")
     return value

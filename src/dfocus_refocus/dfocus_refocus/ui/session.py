@@ -65,6 +65,11 @@ class Session:
     async def on_text(self, text: str) -> None:
         try:
             msg = json.loads(text)
+        # JSONDecodeError and integers of 4300+ digits are ValueErrors; deep nesting is a RecursionError.
+        except (ValueError, RecursionError) as exc:
+            await self.send("error", message=f"The page sent a malformed request ({str(exc)[:200]}).")
+            return
+        try:
             if not isinstance(msg, dict):
                 raise UiError("a request must be a JSON object")
             op = msg.get("op")
@@ -84,8 +89,6 @@ class Session:
                 await self.send_sequences()
             else:
                 raise UiError(f"unknown request {op!r}")
-        except json.JSONDecodeError as exc:
-            await self.send("error", message=f"The page sent a malformed request ({exc}).")
         except UiError as exc:
             await self.send("error", message=f"Request refused: {exc}")
 

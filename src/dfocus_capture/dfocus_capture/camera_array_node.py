@@ -137,6 +137,7 @@ class CameraArrayNode(Node):
             if p["hand_held"]:
                 tremor = HandTremor(p["seed"], TremorConfig(p["tremor_translation_rms_mm"],
                                                             p["tremor_rotation_rms_mrad"]))
+        self._stop = threading.Event()  # set by close(): free-running and stage waits end
         self.driver = create_driver(p, None if self._stage is None else self._stage_position, tremor)
         self.driver.open()
         self._lock = threading.Lock()  # one trigger at a time: the driver is not re-entrant
@@ -157,7 +158,6 @@ class CameraArrayNode(Node):
         # Free-running exposures come from a thread of their own, not an executor timer: a render
         # takes longer than a timer period, and a timer whose callback is still busy keeps the
         # executor waking, starving the trigger service and the stage updates.
-        self._stop = threading.Event()
         self._free_run_thread = threading.Thread(target=self._free_run_loop, name="free_run", daemon=True)
         self._free_run_thread.start()
         w, h = self.driver.resolution
@@ -199,10 +199,16 @@ class CameraArrayNode(Node):
         assert self._stage is not None
         latest = self._stage.latest_t
         silent = (t - latest >= STAGE_WAIT_S) if latest is not None else not self._stage_sub.get_publisher_count()
-        if not silent and not self._stage.wait_past(t, STAGE_WAIT_S):
-            since = "no state yet" if self._stage.latest_t is None else f"the state of {self._stage.latest_t:.3f} s"
-            self.get_logger().warning(f"exposure at {t:.3f} s rendered with {since}: actuators/state is late",
-                                      throttle_duration_sec=2.0)
+        deadline = time.monotonic() + STAGE_WAIT_S
+        # In slices, so that a shutdown does not wait for a stage node that has already stopped.
+        while not silent and not self._stage.wait_past(t, 0.05):
+            if self._stop.is_set():
+                break
+            if time.monotonic() > deadline:
+                since = "no state yet" if self._stage.latest_t is None else f"the state of {self._stage.latest_t:.3f} s"
+                self.get_logger().warning(f"exposure at {t:.3f} s rendered with {since}: actuators/state is late",
+                                          throttle_duration_sec=2.0)
+                break
         return self._stage.position_at(t)
 
     def _on_stage(self, msg: ActuatorState) -> None:

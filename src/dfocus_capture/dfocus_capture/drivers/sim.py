@@ -111,10 +111,10 @@ class SimCameraArray(CameraArrayDriver):
         self._pool = ThreadPoolExecutor(max_workers=max(1, min(self.num_cameras, os.cpu_count() or 1)),
                                         thread_name_prefix="sim_camera")
         if self.shots is not None:
-            # Keyframes at the rest pose, made while the caller starts up (triggers queue behind).
-            pose = self.array_pose(self.clock_ns()) if self.array_pose is not None else np.eye(4)
+            # Keyframes at the rest pose, made while the caller starts up (triggers queue behind); the
+            # array's motion is not asked for here, as the caller cannot deliver it before it runs.
             for i in range(self.num_cameras):
-                self._pool.submit(self.shots.linear, self._posed(i, pose))
+                self._pool.submit(self.shots.linear, self._posed(i, np.eye(4)))
 
     def close(self) -> None:
         if self._pool is not None:

@@ -87,7 +87,8 @@ def _record(node_processes: Any, wait: Any, bag: Path, storage: str) -> list[tup
     talker = node_processes.python(TALKER, module=False, name="talker")
     recorder = node_processes.python(
         "dfocus_capture.bag_recorder_node", "--ros-args", "-r", "__ns:=/test", "-p", f"output:={bag}",
-        "-p", f"storage:={storage}", "-p", "discovery_period_s:=0.1", name="recorder")
+        "-p", f"storage:={storage}", "-p", "discovery_period_s:=0.1",
+        "-p", "topics:=[cam0/image_raw, capture/sequence]", name="recorder")  # raw streams: only when named
     wait(lambda: "ACKED" in node_processes.output(talker) or talker.poll() is not None, 30, "talker to publish")
     assert talker.poll() is None and "NOT ACKED" not in node_processes.output(talker), node_processes.output(talker)
     recorder.send_signal(2)

@@ -49,6 +49,9 @@ from dfocus_refocus.tone import ToneError, ToneParams
 PARAMS = [
     ParamSpec("cache_size", 3, "sequences kept (with depth, registration, all-in-focus)", min=1, max=20,
               read_only=True),
+    ParamSpec("cache_megabytes", 3000, "bursts kept at most this many megabytes of frames (older ones are evicted "
+              "first; the newest is always kept): 5 x 1280x960 x 7 shots is 129 MB, 5 x 12 MP x 10 shots 1.8 GB",
+              min=1, max=1_000_000, read_only=True),
     ParamSpec("preview_width", 640, "width of refocus/preview images (height follows the aspect)", min=32,
               max=4096),
     ParamSpec("refine", "auto", "residual image alignment after depth warping: auto = hand-held bursts or "
@@ -91,7 +94,8 @@ class RefocusNode(Node):
         super().__init__("refocus", **kwargs)
         self.params = declare_params(self, PARAMS)
         self.group = ReentrantCallbackGroup()
-        self.cache = SequenceCache(self.params["cache_size"], self._prepare, self.params["min_confidence"])
+        self.cache = SequenceCache(self.params["cache_size"], self._prepare, self.params["min_confidence"],
+                                   max_bytes=self.params["cache_megabytes"] * 1_000_000)
         self._goal_lock = threading.Lock()
         self._active_goal: ServerGoalHandle | None = None
 

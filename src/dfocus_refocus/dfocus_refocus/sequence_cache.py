@@ -50,8 +50,10 @@ class SequenceCache:
     """Bursts by sequence id (oldest evicted first); depth maps join their burst by header stamp,
     whichever arrives first. Preparation runs on one background worker as soon as both are in."""
 
-    def __init__(self, capacity: int, preparer: Preparer, min_confidence: float = 0.0) -> None:
+    def __init__(self, capacity: int, preparer: Preparer, min_confidence: float = 0.0,
+                 max_bytes: int | None = None) -> None:
         self.capacity = capacity
+        self.max_bytes = max_bytes  # bursts' frame bytes held at most (the newest burst is always kept)
         self.min_confidence = min_confidence
         self._prepare_fn = preparer
         self._lock = threading.Lock()
@@ -71,7 +73,8 @@ class SequenceCache:
             entry = CacheEntry(burst)
             self._entries.pop(burst.sequence_id, None)
             self._entries[burst.sequence_id] = entry
-            while len(self._entries) > self.capacity:
+            while len(self._entries) > self.capacity or (
+                    len(self._entries) > 1 and self.max_bytes is not None and self._held_bytes() > self.max_bytes):
                 old = self._entries.popitem(last=False)[1]
                 if old.prepared is not None:
                     old.prepared.cancel()
@@ -91,6 +94,10 @@ class SequenceCache:
         with self._lock:
             self._announced_id = max(self._announced_id, sequence_id)
             self._arrived.notify_all()
+
+    def _held_bytes(self) -> int:
+        """Frame bytes of the bursts held (their prepared data scales with them)."""
+        return sum(f.image.nbytes for e in self._entries.values() for f in e.burst.frames)
 
     def add_depth(self, stamp_ns: int, depth: np.ndarray) -> int | None:
         """Attach a depth map to the burst with that stamp (or keep it until the burst arrives).

@@ -118,3 +118,19 @@ def test_the_latest_sequence_is_the_latest_announced_not_the_latest_received():
         assert cache.get(5).sequence_id == 5
     finally:
         cache.shutdown()
+
+
+def test_bursts_are_also_bounded_by_bytes_but_the_newest_stays():
+    cases = [make_case(seed=5 + k, width=96, stamp_ns=100 * (k + 1), sequence_id=k + 1) for k in range(3)]
+    per_burst = sum(f.image.nbytes for f in cases[0].burst.frames)
+    cache = SequenceCache(capacity=10, preparer=_prepare, max_bytes=2 * per_burst)
+    try:
+        for c in cases:
+            cache.add_burst(c.burst)
+        assert [s for s, _, _ in cache.listing()] == [2, 3]  # the oldest went for bytes, not count
+        tiny = SequenceCache(capacity=10, preparer=_prepare, max_bytes=1)
+        tiny.add_burst(cases[0].burst)
+        assert [s for s, _, _ in tiny.listing()] == [1]  # one burst over the budget is still kept
+        tiny.shutdown()
+    finally:
+        cache.shutdown()

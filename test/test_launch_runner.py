@@ -198,8 +198,9 @@ def test_runner_starts_processes_respawns_and_cleans_up(
     spin(node)
     wait(lambda: bool(got) and bool(stubborn), 20, "messages from both launched nodes")
     assert got[-1] == "from_file/cli" and stubborn[-1] == "unset/unset"
-    names = set(node.get_node_names_and_namespaces())
-    assert {("talker", "/t1"), ("stubborn", "/t1")} <= names
+    # Node names travel in discovery data, apart from the messages: wait for them too.
+    wait(lambda: {("talker", "/t1"), ("stubborn", "/t1")} <= set(node.get_node_names_and_namespaces()), 20,
+         "both node names in the graph")
     log = node_processes.output(runner)
     (first,) = _pids(log, "talker-1")
     (stubborn_pid,) = _pids(log, "stubborn-1")

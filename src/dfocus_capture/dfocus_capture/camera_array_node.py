@@ -6,7 +6,10 @@ per trigger (sensor-data QoS), free-running at `rate_hz` (0 = only on request), 
 exposure, publish it, return the stamp and the focus each camera used.
 
 In `sim` the rendered poses follow the same motion the imu node simulates: the actuator stage
-position from actuators/state and, with `hand_held`, the hand tremor seeded by `seed`.
+position from actuators/state and, with `hand_held`, the hand tremor seeded by `seed`. Each
+exposure is rendered where the stage was at its stamp, once the state after the stamp has arrived
+(up to 1 s); actuators/state is taken by a helper node `camera_array_stage` on a thread of its own,
+so that a trigger waiting for earlier renders cannot hold back the state those renders wait for.
 
 A trigger is answered when the exposure (and readout) has ended; its images are published by a
 delivery thread once the backend has them (the sim renders them meanwhile), as a real camera's
@@ -47,6 +50,7 @@ from dfocus_capture.node_main import run_node
 from dfocus_capture.params import ParamSpec, declare_params
 from dfocus_capture.qos import SENSOR, TRACK
 from dfocus_capture.ros_convert import camera_info_from_model, image_to_msg, ns_to_stamp, stamp_to_ns
+from dfocus_capture.side_listener import SideListener
 from dfocus_capture.sim.sensor import SensorNoise
 from dfocus_interfaces.msg import ActuatorState
 from dfocus_interfaces.srv import TriggerCameras
@@ -129,11 +133,17 @@ class CameraArrayNode(Node):
         self.params = declare_params(self, PARAMS, self._on_change)
         p = self.params
         self._stage: ActuatorTrack | None = None
+        self._stage_listener: SideListener | None = None
         tremor = None
         if p["backend"] == "sim":
             if p["follow_actuators"]:
+                # On a thread of its own: a render waits for the stage's state while a trigger that
+                # waits for that render can hold this node's single executor thread.
                 self._stage = ActuatorTrack()
-                self._stage_sub = self.create_subscription(ActuatorState, "actuators/state", self._on_stage, TRACK)
+                self._stage_listener = SideListener(self, "stage")
+                self._stage_sub = self._stage_listener.node.create_subscription(
+                    ActuatorState, "actuators/state", self._on_stage, TRACK)
+                self._stage_listener.start()
             if p["hand_held"]:
                 tremor = HandTremor(p["seed"], TremorConfig(p["tremor_translation_rms_mm"],
                                                             p["tremor_rotation_rms_mrad"]))
@@ -311,6 +321,8 @@ class CameraArrayNode(Node):
         self._delivery_thread.join(timeout=30.0)
         with self._lock:
             self.driver.close()
+        if self._stage_listener is not None:
+            self._stage_listener.close()
 
 
 def main(args: list[str] | None = None) -> int:

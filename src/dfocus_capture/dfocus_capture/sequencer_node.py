@@ -35,12 +35,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import rclpy
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.action.server import ServerGoalHandle
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.client import Client
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, Imu
@@ -59,6 +57,7 @@ from dfocus_capture.pose_estimation import (
 from dfocus_capture.qos import LATCHED, RELIABLE, SENSOR
 from dfocus_capture.ros_convert import imu_to_array, matrix_to_pose, ns_to_stamp, stamp_to_ns
 from dfocus_capture.shift_patterns import MAX_SHOTS, PATTERN_NAMES, ShotPlanError, focus_plan, shift_targets
+from dfocus_capture.side_listener import SideListener
 from dfocus_capture.sync import ApproximateTimeSynchronizer, ImuBuffer
 from dfocus_interfaces.action import CaptureSequence
 from dfocus_interfaces.msg import ActuatorState, CapturedFrame, FocusSequence, SequenceAnnouncement
@@ -161,19 +160,12 @@ class SequencerNode(Node):
         # executor: rclpy's multi-threaded executor costs several times more CPU per message.
         self.imu: ImuBuffer[Imu] = ImuBuffer(max_age_s=30.0)
         self._stage: ActuatorState | None = None
-        # No global arguments: `-r __node:=sequencer` would rename this helper too (two nodes of
-        # one name); its namespace is passed explicitly instead.
-        self.listener = rclpy.create_node(f"{self.get_name()}_sensors", namespace=self.get_namespace(),
-                                          context=self.context, start_parameter_services=False,
-                                          use_global_arguments=False)
+        self.listener = SideListener(self, "sensors")
         self._started = time.monotonic()
-        self._imu_sub = self.listener.create_subscription(
+        self._imu_sub = self.listener.node.create_subscription(
             Imu, "imu/data", lambda m: self.imu.add(stamp_to_ns(m.header.stamp), m), _IMU_QOS)
-        self.listener.create_subscription(ActuatorState, "actuators/state", self._on_stage, RELIABLE)
-        self._listener_executor = SingleThreadedExecutor(context=self.context)
-        self._listener_executor.add_node(self.listener)
-        self._listener_thread = threading.Thread(target=self._spin_listener, daemon=True)
-        self._listener_thread.start()
+        self.listener.node.create_subscription(ActuatorState, "actuators/state", self._on_stage, RELIABLE)
+        self.listener.start()
         self.move_client = self.create_client(MoveActuators, "actuators/move", callback_group=self.group)
         self.trigger_client = self.create_client(TriggerCameras, self.params["trigger_service"],
                                                  callback_group=self.group)
@@ -560,16 +552,8 @@ class SequencerNode(Node):
             self.get_logger().warning("no IMU samples on imu/data: the sequence carries none")
         return samples
 
-    def _spin_listener(self) -> None:
-        try:
-            self._listener_executor.spin()
-        except ExternalShutdownException:  # the context went down (Ctrl-C): nothing to report
-            pass
-
     def close(self) -> None:
-        self._listener_executor.shutdown(timeout_sec=2.0)
-        self._listener_thread.join(timeout=2.0)
-        self.listener.destroy_node()
+        self.listener.close()
 
     # -- output ------------------------------------------------------------------------------
 

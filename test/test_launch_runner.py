@@ -88,6 +88,13 @@ def test_substitutions_conditions_groups_and_includes(tmp_path: Path, monkeypatc
         ("- arg: {name: x, default: a, choice: [{value: a}]}", {"x": "b"}, "not one of"),
         ("- arg: {name: x, default: a}", {"y": "b"}, r"unknown launch argument\(s\) \['y'\]"),
         ("- include: {file: nowhere.launch.yaml}", {}, "cannot read launch file"),
+        # The YAML frontend's types, as `ros2 launch` checks them (launch_yaml Entity.get_attr).
+        ("- node: {pkg: p, exec: e, respawn: true}", {}, r"'respawn' must be a YAML str, got bool"),
+        ("- node: {pkg: p, exec: e, if: true}", {}, r"'if' must be a YAML str, got bool"),
+        ("- node: {pkg: p, exec: e, respawn_delay: '1.0'}", {}, r"'respawn_delay' must be a YAML float, got str"),
+        ("- node: {pkg: p, exec: e, respawn_delay: 1}", {}, r"'respawn_delay' must be a YAML float, got int"),
+        ("- group: {scoped: 'false', children: []}", {}, r"'scoped' must be a YAML bool, got str"),
+        ("- set-env: {name: X, value: '1'}", {}, r"unknown tag 'set-env'"),
     ],
 )
 def test_bad_files_are_errors(tmp_path: Path, text: str, args: dict[str, str], reason: str) -> None:
@@ -178,7 +185,7 @@ def test_runner_starts_processes_respawns_and_cleans_up(
               pkg: demo_pkg
               exec: talker
               name: talker
-              respawn: true
+              respawn: "true"
               respawn_delay: 0.2
               param: [{from: "$(dirname)/talk.yaml"}, {name: suffix, value: cli}]
           - node:

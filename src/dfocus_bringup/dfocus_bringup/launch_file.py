@@ -1,7 +1,7 @@
 """The ROS 2 YAML launch format, evaluated into a flat list of node processes.
 
 `launch`/`launch_ros` are not installable here, so `dfocus launch` reads the same files itself. The
-subset supported is what a node graph needs: arg, let, set_env / set-env, node (pkg, exec, name,
+subset supported is what a node graph needs: arg, let, set_env, node (pkg, exec, name,
 namespace, param, remap, ros_args, args, env, output, respawn, respawn_delay), include (file, arg),
 group (list or {scoped, children}) with push-ros-namespace / push_ros_namespace, `if` / `unless`
 on every action, and the substitutions $(var), $(env), $(dirname), $(find-pkg-share). Anything
@@ -88,7 +88,6 @@ TAGS: dict[str, set[str]] = {
     "arg": {"name", "default", "description", "choice"},
     "let": {"name", "value"},
     "set_env": {"name", "value"},
-    "set-env": {"name", "value"},
     "include": {"file", "arg"},
     "group": {"scoped", "children"},
     "push-ros-namespace": {"namespace"},
@@ -97,6 +96,13 @@ TAGS: dict[str, set[str]] = {
              "respawn", "respawn_delay"},
 }
 CONDITIONS = {"if", "unless"}
+# Attributes the YAML frontend reads with a type other than its default, string (launch_yaml's
+# Entity.get_attr checks the YAML value's type exactly: 1 is not a float, "false" not a bool).
+# Every other scalar attribute must be a YAML string: `respawn: true` or `if: true` are refused by
+# `ros2 launch`, so they are refused here too (quote them).
+TYPED_ATTRIBUTES: dict[tuple[str, str], type] = {("node", "respawn_delay"): float, ("group", "scoped"): bool}
+STRING_ATTRIBUTES: dict[str, set[str]] = {"node": {"pkg", "exec", "name", "namespace", "ros_args", "args",
+                                                   "output", "respawn"}}
 
 _SUBST = re.compile(r"\$\(")
 
@@ -203,7 +209,19 @@ class Evaluator:
             if self._condition(body, scope, tag):
                 getattr(self, "_" + tag.replace("-", "_"))(body, scope)
 
+    def _check_types(self, body: dict[str, Any], tag: str) -> None:
+        """The YAML frontend's type rules (TYPED_ATTRIBUTES, STRING_ATTRIBUTES, conditions)."""
+        for key, value in body.items():
+            want = TYPED_ATTRIBUTES.get((tag, key))
+            if want is None and (key in CONDITIONS or key in STRING_ATTRIBUTES.get(tag, set())):
+                want = str
+            if want is not None and type(value) is not want:
+                hint = ' (quote it: "..." )' if want is str else ""
+                raise LaunchFileError(f"{self._where()}: {tag}: attribute {key!r} must be a YAML {want.__name__}, "
+                                      f"got {type(value).__name__} {value!r}{hint}")
+
     def _condition(self, body: dict[str, Any], scope: _Scope, tag: str) -> bool:
+        self._check_types(body, tag)
         ok = True
         if "if" in body:
             ok = parse_bool(self.subst(body["if"], scope), f"{self._where()}: {tag}: if")
@@ -240,7 +258,7 @@ class Evaluator:
         scope.namespace = join_namespace(scope.namespace, self.subst(self._require(body, "namespace", "push"), scope))
 
     def _group(self, body: dict[str, Any], scope: _Scope) -> None:
-        scoped = parse_bool(self.subst(body.get("scoped", True), scope), "group: scoped")
+        scoped = bool(body.get("scoped", True))  # a YAML boolean (_check_types)
         self._entries(self._require(body, "children", "group"), scope.child() if scoped else scope)
 
     def _include(self, body: dict[str, Any], scope: _Scope) -> None:
@@ -265,10 +283,7 @@ class Evaluator:
             output=s(body.get("output", "screen")),
             source=self._where(),
         )
-        try:
-            node.respawn_delay = float(s(body.get("respawn_delay", 0.0)))
-        except ValueError as exc:
-            raise LaunchFileError(f"{self._where()}: node {node.label}: respawn_delay must be a number") from exc
+        node.respawn_delay = float(body.get("respawn_delay", 0.0))  # a YAML float (_check_types)
         for p in self._list(body.get("param", []), "node: param", {"name", "value", "from"}):
             if "from" in p:
                 node.params_files.append(s(p["from"]))

@@ -95,6 +95,7 @@ def test_substitutions_conditions_groups_and_includes(tmp_path: Path, monkeypatc
         ("- node: {pkg: p, exec: e, respawn_delay: 1}", {}, r"'respawn_delay' must be a YAML float, got int"),
         ("- group: {scoped: 'false', children: []}", {}, r"'scoped' must be a YAML bool, got str"),
         ("- set-env: {name: X, value: '1'}", {}, r"unknown tag 'set-env'"),
+        ("- arg: {name: x, default: 0.3}", {}, r"'default' must be a YAML str, got float"),
     ],
 )
 def test_bad_files_are_errors(tmp_path: Path, text: str, args: dict[str, str], reason: str) -> None:

@@ -101,8 +101,15 @@ CONDITIONS = {"if", "unless"}
 # Every other scalar attribute must be a YAML string: `respawn: true` or `if: true` are refused by
 # `ros2 launch`, so they are refused here too (quote them).
 TYPED_ATTRIBUTES: dict[tuple[str, str], type] = {("node", "respawn_delay"): float, ("group", "scoped"): bool}
-STRING_ATTRIBUTES: dict[str, set[str]] = {"node": {"pkg", "exec", "name", "namespace", "ros_args", "args",
-                                                   "output", "respawn"}}
+STRING_ATTRIBUTES: dict[str, set[str]] = {
+    "node": {"pkg", "exec", "name", "namespace", "ros_args", "args", "output", "respawn"},
+    "arg": {"name", "default", "description"},
+    "let": {"name", "value"},
+    "set_env": {"name", "value"},
+    "include": {"file"},
+    "push-ros-namespace": {"namespace"},
+    "push_ros_namespace": {"namespace"},
+}
 
 _SUBST = re.compile(r"\$\(")
 

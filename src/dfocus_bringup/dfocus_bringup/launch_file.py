@@ -213,6 +213,7 @@ class Evaluator:
             if unknown:
                 raise LaunchFileError(
                     f"{self._where()}: {tag}: unknown attribute(s) {sorted(unknown)} (allowed: {sorted(TAGS[tag])})")
+            self._check_types(body, tag)
             if self._condition(body, scope, tag):
                 getattr(self, "_" + tag.replace("-", "_"))(body, scope)
 
@@ -228,7 +229,6 @@ class Evaluator:
                                       f"got {type(value).__name__} {value!r}{hint}")
 
     def _condition(self, body: dict[str, Any], scope: _Scope, tag: str) -> bool:
-        self._check_types(body, tag)
         ok = True
         if "if" in body:
             ok = parse_bool(self.subst(body["if"], scope), f"{self._where()}: {tag}: if")

@@ -9,6 +9,7 @@ import threading
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.impl.implementation_singleton import rclpy_implementation
 from rclpy.node import Node
 
 
@@ -33,6 +34,10 @@ class SideListener:
             self._executor.spin()
         except ExternalShutdownException:  # the context went down (Ctrl-C): nothing to report
             pass
+        except rclpy_implementation.RCLError:
+            # Ctrl-C shut the context down while this thread was building its wait set: also the end.
+            if self.node.context.ok():
+                raise
 
     def close(self) -> None:
         self._executor.shutdown(timeout_sec=2.0)

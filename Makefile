@@ -32,4 +32,4 @@ train: setup
 	$(BIN)/dfocus train
 
 clean:
-	rm -rf out build install log src/dfocus_interfaces/build
+	rm -rf out build install log src/dfocus_interfaces/build src/tf2_msgs/build

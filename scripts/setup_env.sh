@@ -25,7 +25,7 @@ fi
 [ -x "$VENV/bin/python" ] || { log "creating $VENV"; "$PY" -m venv "$VENV"; }
 PIP="$VENV/bin/python -m pip --disable-pip-version-check -q"
 
-stamp_of() { cat "$@" 2>/dev/null | sha256sum | cut -c1-16; }
+stamp_of() { { cat "$@" 2>/dev/null || true; } | sha256sum | cut -c1-16; }  # missing files (an empty srv/) count as empty
 req_stamp=$(stamp_of requirements.txt scripts/setup_env.sh)
 if [ "$(cat $VENV/.req-stamp 2>/dev/null)" != "$req_stamp" ]; then
   log "installing Python dependencies (first run takes a few minutes)"
@@ -36,14 +36,16 @@ if [ "$(cat $VENV/.req-stamp 2>/dev/null)" != "$req_stamp" ]; then
   echo "$req_stamp" > $VENV/.req-stamp
 fi
 
-ifc_stamp=$(stamp_of src/dfocus_interfaces/CMakeLists.txt src/dfocus_interfaces/package.xml \
-  src/dfocus_interfaces/pyproject.toml src/dfocus_interfaces/msg/* src/dfocus_interfaces/srv/* \
-  src/dfocus_interfaces/action/*)
-if [ "$(cat $VENV/.ifc-stamp 2>/dev/null)" != "$ifc_stamp" ]; then
-  log "building dfocus_interfaces (rosidl, about 40 s)"
-  $PIP install --no-build-isolation ./src/dfocus_interfaces
-  echo "$ifc_stamp" > $VENV/.ifc-stamp
-fi
+# The rosidl packages: dfocus_interfaces, and tf2_msgs (TFMessage alone; the ros-* wheels lack it).
+for ifc in dfocus_interfaces tf2_msgs; do
+  ifc_stamp=$(stamp_of cmake/*.cmake src/$ifc/CMakeLists.txt src/$ifc/package.xml src/$ifc/pyproject.toml \
+    src/$ifc/msg/* src/$ifc/srv/* src/$ifc/action/*)
+  if [ "$(cat $VENV/.stamp-$ifc 2>/dev/null)" != "$ifc_stamp" ]; then
+    log "building $ifc (rosidl, up to 40 s)"
+    $PIP install --no-build-isolation ./src/$ifc
+    echo "$ifc_stamp" > $VENV/.stamp-$ifc
+  fi
+done
 
 pkg_stamp=$(stamp_of src/dfocus_*/setup.py src/dfocus_*/setup.cfg)
 if [ "$(cat $VENV/.pkg-stamp 2>/dev/null)" != "$pkg_stamp" ]; then

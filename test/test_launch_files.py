@@ -47,8 +47,9 @@ def test_launch_file_evaluates_and_names_what_exists(path: Path) -> None:
 def test_full_graph_runs_every_node_in_the_namespace() -> None:
     plan = load_launch(LAUNCH / "dfocus.launch.yaml", {"foxglove": "true", "record": "true"})
     by_name = {n.name: n for n in plan.nodes}
-    assert set(by_name) == {"camera_array", "imu", "actuators", "sequencer", "depth", "refocus", "ui",
+    assert set(by_name) == {"camera_array", "imu", "actuators", "array_tf", "sequencer", "depth", "refocus", "ui",
                             "foxglove_bridge", "bag_recorder"}
+    assert ("parent_frame", "base_link") in by_name["array_tf"].params
     assert {n.namespace for n in plan.nodes} == {"/dfocus"}
     assert ("backend", "sim") in by_name["camera_array"].params
     assert by_name["camera_array"].respawn and by_name["camera_array"].respawn_delay == 2.0

@@ -10,6 +10,7 @@ NODES: dict[str, str] = {
     "camera_array": "dfocus_capture.camera_array_node",
     "imu": "dfocus_capture.imu_node",
     "actuators": "dfocus_capture.actuators_node",
+    "array_tf": "dfocus_capture.array_tf_node",
     "sequencer": "dfocus_capture.sequencer_node",
 }
 

@@ -26,6 +26,8 @@ DEFAULT_TOPICS = (
     "refocus/image",
     "refocus/preview",
     "refocus/all_in_focus",
+    "/tf",
+    "/tf_static",
 )
 
 

@@ -49,6 +49,8 @@ DEFAULT_TOPICS = (
     "depth/confidence",
     "depth/camera_info",
     "depth/points",
+    "/tf",
+    "/tf_static",
 )
 
 

@@ -13,8 +13,7 @@ from dataclasses import replace
 import numpy as np
 
 from dfocus_capture.bench_timing import time_runs
-from dfocus_capture.calibration import CameraModel, load_calibration
-from dfocus_capture.dds import find_config
+from dfocus_capture.calibration import CameraModel, load_array_calibration
 from dfocus_capture.sim.render import ThinLensRenderer
 from dfocus_capture.sim.scene import random_scene
 from dfocus_capture.sim.sensor import SensorNoise
@@ -29,9 +28,7 @@ def _best_ms(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
 
 
 def run_benchmarks(quick: bool) -> list[dict[str, object]]:
-    path = find_config("camera_array.yaml")
-    assert path is not None, "config/camera_array.yaml not found"
-    cal = load_calibration(path)
+    cal = load_array_calibration()
     repeats = 2 if quick else 5
     renderer = ThinLensRenderer(random_scene(1))
     noise = SensorNoise()

@@ -359,3 +359,20 @@ def load_calibration(path: str | Path) -> ArrayCalibration:
     except yaml.YAMLError as exc:
         raise CalibrationError(f"{p}: not valid YAML ({exc})") from exc
     return calibration_from_dict(data, str(p))
+
+
+DEFAULT_CALIBRATION = "camera_array.yaml"
+
+
+def load_array_calibration(path: str | Path = "") -> ArrayCalibration:
+    """`load_calibration(path)`, or with an empty path the shipped config/camera_array.yaml (found
+    by `dds.find_config`): the one default every node, CLI and benchmark uses."""
+    if not str(path):
+        from dfocus_capture.dds import find_config  # config lookup lives with the DDS profile's
+
+        found = find_config(DEFAULT_CALIBRATION)
+        if found is None:
+            raise CalibrationError(f"no calibration given and config/{DEFAULT_CALIBRATION} not found "
+                                   "(set DFOCUS_CONFIG_DIR)")
+        path = found
+    return load_calibration(path)

@@ -31,8 +31,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from dfocus_capture.calibration import load_calibration
-from dfocus_capture.dds import find_config
+from dfocus_capture.calibration import load_array_calibration
 from dfocus_capture.drivers import (
     BACKENDS,
     CameraArrayDriver,
@@ -44,6 +43,7 @@ from dfocus_capture.drivers import (
     scene_from_spec,
 )
 from dfocus_capture.drivers.sim import RENDER_MODES
+from dfocus_capture.frames import optical_frame
 from dfocus_capture.hand_motion import HandTremor, TremorConfig
 from dfocus_capture.imu_model import ActuatorTrack, ImuModelError
 from dfocus_capture.node_main import run_node
@@ -102,10 +102,7 @@ def create_driver(p: dict[str, Any], stage_position: Callable[[float], np.ndarra
         if not p["folder"]:
             raise DriverError("backend 'folder' needs the 'folder' parameter")
         return FolderCameraArray(p["folder"], p["calibration_file"] or None, p["width"], p["height"])
-    calib_path = p["calibration_file"] or find_config("camera_array.yaml")
-    if calib_path is None:
-        raise DriverError("no calibration_file given and config/camera_array.yaml not found")
-    calibration = load_calibration(calib_path)
+    calibration = load_array_calibration(p["calibration_file"])
     if backend == "v4l2":
         devices = [d.strip() for d in p["devices"].split(",") if d.strip()]
         return V4l2CameraArray(calibration, devices, p["width"], p["height"])
@@ -243,7 +240,7 @@ class CameraArrayNode(Node):
                                         f"{type(exc).__name__}: {exc}")
                 continue
             for shot in images:
-                header = Header(stamp=ns_to_stamp(shot.stamp_ns), frame_id=f"{shot.camera.name}_optical_frame")
+                header = Header(stamp=ns_to_stamp(shot.stamp_ns), frame_id=optical_frame(shot.camera.name))
                 try:
                     drop_rate = float(self.params["drop_rate"])
                     if drop_rate and self._drop_rng.random() < drop_rate:

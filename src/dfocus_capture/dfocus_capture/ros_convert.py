@@ -13,12 +13,13 @@ import math
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from geometry_msgs.msg import Pose
+from geometry_msgs.msg import Pose, Transform, TransformStamped
 from sensor_msgs.msg import CameraInfo, Image, Imu
 from std_msgs.msg import Header
 
 from dfocus_capture.burst import Burst, BurstError, BurstFrame
 from dfocus_capture.calibration import CalibrationError, CameraModel
+from dfocus_capture.frames import Edge, optical_frame
 
 # encoding -> (numpy dtype, channels)
 ENCODINGS: dict[str, tuple[type[np.generic], int]] = {
@@ -171,6 +172,28 @@ def quaternion_to_rotation(q: np.ndarray) -> np.ndarray:
     )
 
 
+def edge_to_transform(edge: Edge, stamp_ns: int) -> TransformStamped:
+    """A tree edge as tf2 sends it: header.frame_id the parent, child_frame_id the child, the
+    transform the child's pose in the parent."""
+    t = TransformStamped()
+    t.header = Header(stamp=ns_to_stamp(stamp_ns), frame_id=edge.parent)
+    t.child_frame_id = edge.child
+    tr = t.transform.translation
+    tr.x, tr.y, tr.z = (float(v) for v in edge.matrix[:3, 3])
+    q = t.transform.rotation
+    q.x, q.y, q.z, q.w = rotation_to_quaternion(edge.matrix[:3, :3])
+    return t
+
+
+def transform_to_matrix(t: Transform) -> np.ndarray:
+    """4x4 of a geometry_msgs/Transform (maps child points into the parent)."""
+    T = np.eye(4)
+    q = t.rotation
+    T[:3, :3] = quaternion_to_rotation(np.array([q.x, q.y, q.z, q.w]))
+    T[:3, 3] = (t.translation.x, t.translation.y, t.translation.z)
+    return T
+
+
 def camera_info_from_model(cam: CameraModel, header: Header | None = None) -> CameraInfo:
     info = CameraInfo()
     if header is not None:
@@ -288,7 +311,7 @@ def burst_to_msg(burst: Burst, frame_id: str = "cam0_optical_frame") -> object:
     for f in burst.frames:
         cf = CapturedFrame()
         cf.camera_index, cf.shot_index, cf.camera_name = f.camera_index, f.shot_index, f.camera.name
-        hdr = Header(stamp=ns_to_stamp(f.stamp_ns or burst.stamp_ns), frame_id=f"{f.camera.name}_optical_frame")
+        hdr = Header(stamp=ns_to_stamp(f.stamp_ns or burst.stamp_ns), frame_id=optical_frame(f.camera.name))
         enc = ("rgb8" if f.image.dtype == np.uint8 else "rgb16") if f.image.ndim == 3 else (
             "mono8" if f.image.dtype == np.uint8 else "mono16")
         cf.image = image_to_msg(f.image, enc, hdr)

@@ -44,8 +44,8 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, Imu
 from std_msgs.msg import Header
 
-from dfocus_capture.calibration import ArrayCalibration, CalibrationError, load_calibration
-from dfocus_capture.dds import find_config
+from dfocus_capture.calibration import CalibrationError, load_array_calibration
+from dfocus_capture.frames import optical_frame
 from dfocus_capture.node_main import run_node
 from dfocus_capture.params import ParamSpec, declare_params
 from dfocus_capture.pose_estimation import (
@@ -140,7 +140,7 @@ class SequencerNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("sequencer", **kwargs)
         self.params = declare_params(self, PARAMS)
-        self.calibration = self._load_calibration(self.params["calibration"])
+        self.calibration = load_array_calibration(self.params["calibration"])
         names = [c.name for c in self.calibration.cameras]
         self.group = ReentrantCallbackGroup()
         # Set when a goal is accepted (not when it starts executing), so that two goals arriving
@@ -179,14 +179,6 @@ class SequencerNode(Node):
         self.get_logger().info(f"ready: {len(names)} cameras {names}, reference {self.calibration.reference_camera}")
 
     # -- inputs ------------------------------------------------------------------------------
-
-    def _load_calibration(self, path: str) -> ArrayCalibration:
-        if not path:
-            found = find_config("camera_array.yaml")
-            if found is None:
-                raise CalibrationError("no calibration given and config/camera_array.yaml not found")
-            path = str(found)
-        return load_calibration(path)
 
     def _feeder(self, index: int) -> Any:
         return lambda msg: self.sync.add(index, stamp_to_ns(msg.header.stamp), msg)
@@ -563,7 +555,7 @@ class SequencerNode(Node):
         msg = FocusSequence()
         ref = cal.reference_camera
         msg.header = Header(stamp=ns_to_stamp(shots[0].stamp_ns), frame_id=self.params["frame_id"] or
-                            f"{ref}_optical_frame")
+                            optical_frame(ref))
         msg.num_shots, msg.num_cameras = len(shots), len(cal.cameras)
         msg.reference_camera = ref
         msg.focus_mode, msg.hand_held = int(goal.focus_mode), bool(goal.hand_held)

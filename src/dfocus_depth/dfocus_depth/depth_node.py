@@ -28,6 +28,7 @@ from std_msgs.msg import Header
 
 from dfocus_capture.burst import BurstError
 from dfocus_capture.calibration import CalibrationError
+from dfocus_capture.frames import optical_frame
 from dfocus_capture.node_main import run_node
 from dfocus_capture.params import ParamSpec, declare_params
 from dfocus_capture.qos import LATCHED
@@ -197,7 +198,7 @@ class DepthNode(Node):
         except Exception as exc:  # the node must outlive any single bad burst
             log.error(f"sequence {msg.sequence_id}: depth estimation failed: {type(exc).__name__}: {exc}")
             return
-        frame_id = msg.header.frame_id or f"{burst.reference_camera}_optical_frame"
+        frame_id = msg.header.frame_id or optical_frame(burst.reference_camera)
         header = Header(stamp=ns_to_stamp(burst.stamp_ns), frame_id=frame_id)
         ref = burst.reference.image
         rgb = ref if ref.dtype == np.uint8 else (ref >> 8).astype(np.uint8)

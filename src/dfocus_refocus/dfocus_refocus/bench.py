@@ -20,8 +20,7 @@ import cv2
 import numpy as np
 
 from dfocus_capture.bench_timing import peak_rss_mb, time_runs
-from dfocus_capture.calibration import ArrayCalibration, load_calibration
-from dfocus_capture.dds import find_config
+from dfocus_capture.calibration import ArrayCalibration, load_array_calibration
 from dfocus_refocus.baselines import (
     BaselineError,
     depth_edge_band,
@@ -45,10 +44,7 @@ REFOCUS_PLANES = ((0.6, 1.8), (2.5, 2.8))
 
 
 def calibration(width: int, height: int, cameras: int = 5) -> ArrayCalibration:
-    path = find_config("camera_array.yaml")
-    if path is None:
-        raise FileNotFoundError("config/camera_array.yaml not found (set DFOCUS_CONFIG_DIR)")
-    return load_calibration(path).subset(cameras).scaled(width, height)
+    return load_array_calibration().subset(cameras).scaled(width, height)
 
 
 def _timed(fn: Callable[[], object], repeats: int) -> tuple[float, float]:

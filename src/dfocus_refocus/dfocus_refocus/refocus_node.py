@@ -24,6 +24,7 @@ from std_msgs.msg import Header
 from dfocus_capture import qos
 from dfocus_capture.burst import Burst, BurstError
 from dfocus_capture.calibration import CalibrationError
+from dfocus_capture.frames import optical_frame
 from dfocus_capture.node_main import run_node
 from dfocus_capture.params import ParamSpec, declare_params
 from dfocus_capture.ros_convert import (
@@ -194,7 +195,7 @@ class RefocusNode(Node):
 
     @staticmethod
     def _header(burst: Burst) -> Header:
-        return Header(stamp=ns_to_stamp(burst.stamp_ns), frame_id=f"{burst.reference_camera}_optical_frame")
+        return Header(stamp=ns_to_stamp(burst.stamp_ns), frame_id=optical_frame(burst.reference_camera))
 
     # ---- action --------------------------------------------------------------------------------
     def _on_accepted(self, goal: ServerGoalHandle) -> None:

@@ -11,8 +11,7 @@ import cv2
 import numpy as np
 
 from dfocus_capture.burst import FOCUS_BRACKET, FOCUS_FIXED
-from dfocus_capture.calibration import CalibrationError, load_calibration
-from dfocus_capture.dds import find_config
+from dfocus_capture.calibration import CalibrationError, load_array_calibration
 from dfocus_capture.drivers.base import DriverError
 from dfocus_capture.drivers.folder import write_burst_folder
 from dfocus_capture.shift_patterns import PATTERN_NAMES, ShotPlanError
@@ -38,11 +37,8 @@ def simulate_command(argv: list[str]) -> int:
     a = p.parse_args(argv)
     if (a.width == 0) != (a.height == 0) or a.width < 0 or a.height < 0:
         p.error("--width and --height go together and must be positive")
-    calib_path = a.calibration or find_config("camera_array.yaml")
     try:
-        if calib_path is None:
-            raise CalibrationError("no --calibration given and config/camera_array.yaml not found")
-        cal = load_calibration(calib_path)
+        cal = load_array_calibration(a.calibration)
         if a.width:
             cal = cal.scaled(a.width, a.height)
         sb = simulate_burst(cal, a.seed, num_shots=a.shots, shift_pattern=a.pattern,

@@ -12,15 +12,13 @@ import asyncio
 import json
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import cv2
 import numpy as np
 
-from dfocus_capture.calibration import load_calibration
-from dfocus_capture.dds import find_config
+from dfocus_capture.calibration import load_array_calibration
 from dfocus_refocus.ui.graph import (
     CaptureRequest,
     CaptureResult,
@@ -62,10 +60,7 @@ class _InstantGraph:
 
 
 def _scene(width: int, height: int) -> Scene:
-    path = find_config("camera_array.yaml")
-    if path is None:
-        raise FileNotFoundError("config/camera_array.yaml not found")
-    cam = load_calibration(Path(path)).reference.scaled(width, height)
+    cam = load_array_calibration().reference.scaled(width, height)
     image = _photo(width, height)
     yy, xx = np.mgrid[0:height, 0:width]
     depth = (0.4 + 8.0 * (xx / width) ** 2 + 0.2 * np.sin(yy / 17.0)).astype(np.float32)

@@ -16,8 +16,8 @@ VENV = Path(sys.prefix)
 ENV = dict(os.environ, AMENT_PREFIX_PATH=str(VENV))
 # package -> (executable, an integer or float parameter it declares)
 NODES = {
-    "dfocus_capture": [("camera_array", "width"), ("imu", "rate_hz"), ("actuators", "state_rate_hz"), ("array_tf", "rate_hz"),
-                       ("sequencer", "max_retakes")],
+    "dfocus_capture": [("camera_array", "width"), ("imu", "rate_hz"), ("actuators", "state_rate_hz"),
+                       ("array_tf", "rate_hz"), ("sequencer", "max_retakes")],
     "dfocus_depth": [("depth", "max_width")],
     "dfocus_refocus": [("refocus", "preview_width")],
 }

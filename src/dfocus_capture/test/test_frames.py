@@ -68,7 +68,8 @@ def test_mount_and_stage_move_the_array_in_the_robot_frame() -> None:
     np.testing.assert_allclose(origin, [0.1 + 0.001, 0.0, 0.5 + 0.002], atol=1e-12)
     ahead = _apply(compose(tree, "base_link", ref), (0.0, 0.0, 1.0))
     np.testing.assert_allclose(ahead - origin, [0.0, 1.0, 0.0], atol=1e-12)
-    assert {e.child for e in tree} >= {MOUNT_FRAME, ARRAY_FRAME, IMU_FRAME, *(optical_frame(c.name) for c in CAL.cameras)}
+    cameras = {optical_frame(c.name) for c in CAL.cameras}
+    assert {e.child for e in tree} >= {MOUNT_FRAME, ARRAY_FRAME, IMU_FRAME, *cameras}
 
 
 @pytest.mark.parametrize("name", ["", "/base_link", "base link"])

@@ -38,7 +38,7 @@ fi
 
 # The rosidl packages: dfocus_interfaces, and tf2_msgs (TFMessage alone; the ros-* wheels lack it).
 for ifc in dfocus_interfaces tf2_msgs; do
-  ifc_stamp=$(stamp_of cmake/*.cmake src/$ifc/CMakeLists.txt src/$ifc/package.xml src/$ifc/pyproject.toml \
+  ifc_stamp=$(stamp_of src/dfocus_interfaces/cmake/*.cmake src/$ifc/CMakeLists.txt src/$ifc/package.xml src/$ifc/pyproject.toml \
     src/$ifc/msg/* src/$ifc/srv/* src/$ifc/action/*)
   if [ "$(cat $VENV/.stamp-$ifc 2>/dev/null)" != "$ifc_stamp" ]; then
     log "building $ifc (rosidl, up to 40 s)"

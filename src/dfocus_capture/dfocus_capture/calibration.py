@@ -184,6 +184,10 @@ def _check_camera(cam: CameraModel) -> None:
     where = f"camera {cam.name!r}"
     if cam.width <= 0 or cam.height <= 0:
         raise CalibrationError(f"{where}: image size must be positive")
+    # NaN compares false with everything, so finiteness first (a NaN fx passed `fx <= 0`).
+    for key in ("K", "D", "T_ref_cam"):
+        if not np.all(np.isfinite(getattr(cam, key))):
+            raise CalibrationError(f"{where}: {key} holds NaN or infinity: {np.asarray(getattr(cam, key)).tolist()}")
     if cam.K.shape != (3, 3) or cam.K[0, 0] <= 0 or cam.K[1, 1] <= 0:
         raise CalibrationError(f"{where}: camera_matrix needs positive fx, fy")
     if not np.allclose(cam.K[2], [0, 0, 1]) or cam.K[1, 0] != 0:

@@ -45,7 +45,7 @@ from dfocus_capture.drivers import (
 from dfocus_capture.drivers.sim import RENDER_MODES
 from dfocus_capture.frames import optical_frame
 from dfocus_capture.hand_motion import HandTremor, TremorConfig
-from dfocus_capture.imu_model import ActuatorTrack, ImuModelError
+from dfocus_capture.imu_model import STAGE_WAIT_S, ActuatorTrack, ImuModelError
 from dfocus_capture.node_main import run_node
 from dfocus_capture.params import ParamSpec, declare_params
 from dfocus_capture.qos import SENSOR, TRACK
@@ -86,11 +86,6 @@ PARAMS = [
               read_only=True),
 ]
 
-
-# actuators/state reaches this process some milliseconds after its stamp (more on a loaded
-# machine). An exposure is rendered where the stage was at its stamp, so it waits for the state
-# after the stamp; not when the stage has been silent this long already (its node has stopped).
-STAGE_WAIT_S = 1.0
 
 
 def create_driver(p: dict[str, Any], stage_position: Callable[[float], np.ndarray] | None,

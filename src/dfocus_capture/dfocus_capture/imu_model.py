@@ -52,6 +52,12 @@ class ImuNoiseConfig:
             raise ImuModelError(f"bits must be 8..32, got {self.bits}")
 
 
+# actuators/state reaches a process some milliseconds after its stamp (more on a loaded machine).
+# What needs the stage at a stamp (a simulated exposure's render, the sequencer's shot position)
+# waits this long for the state after it; longer means the stage node has stopped.
+STAGE_WAIT_S = 1.0
+
+
 class ActuatorTrack:
     """The stage trajectory from its published positions: the velocity is piecewise linear through
     the mean velocities of the sample intervals (at their midpoints), held at the ends.

@@ -46,6 +46,7 @@ from std_msgs.msg import Header
 
 from dfocus_capture.calibration import CalibrationError, load_array_calibration
 from dfocus_capture.frames import optical_frame
+from dfocus_capture.imu_model import STAGE_WAIT_S, ActuatorTrack, ImuModelError
 from dfocus_capture.node_main import run_node
 from dfocus_capture.params import ParamSpec, declare_params
 from dfocus_capture.pose_estimation import (
@@ -54,7 +55,7 @@ from dfocus_capture.pose_estimation import (
     motion_from_actuators,
     motion_from_imu,
 )
-from dfocus_capture.qos import LATCHED, RELIABLE, SENSOR
+from dfocus_capture.qos import LATCHED, SENSOR, TRACK
 from dfocus_capture.ros_convert import imu_to_array, matrix_to_pose, ns_to_stamp, stamp_to_ns
 from dfocus_capture.shift_patterns import MAX_SHOTS, PATTERN_NAMES, ShotPlanError, focus_plan, shift_targets
 from dfocus_capture.side_listener import SideListener
@@ -160,11 +161,14 @@ class SequencerNode(Node):
         # executor: rclpy's multi-threaded executor costs several times more CPU per message.
         self.imu: ImuBuffer[Imu] = ImuBuffer(max_age_s=30.0)
         self._stage: ActuatorState | None = None
+        # Every stage sample, so that a shot's position is read where the stage was at its stamp
+        # (as the cameras render it), not where the move reported itself done.
+        self._track = ActuatorTrack(max_samples=6000)
         self.listener = SideListener(self, "sensors")
         self._started = time.monotonic()
         self._imu_sub = self.listener.node.create_subscription(
             Imu, "imu/data", lambda m: self.imu.add(stamp_to_ns(m.header.stamp), m), _IMU_QOS)
-        self.listener.node.create_subscription(ActuatorState, "actuators/state", self._on_stage, RELIABLE)
+        self.listener.node.create_subscription(ActuatorState, "actuators/state", self._on_stage, TRACK)
         self.listener.start()
         self.move_client = self.create_client(MoveActuators, "actuators/move", callback_group=self.group)
         self.trigger_client = self.create_client(TriggerCameras, self.params["trigger_service"],
@@ -192,6 +196,10 @@ class SequencerNode(Node):
 
     def _on_stage(self, msg: ActuatorState) -> None:
         self._stage = msg
+        try:
+            self._track.add(stamp_to_ns(msg.header.stamp) * 1e-9, np.asarray(msg.position_mm, np.float64))
+        except ImuModelError as exc:
+            self.get_logger().warning(f"ignoring actuators/state: {exc}", throttle_duration_sec=5.0)
 
     # -- action ------------------------------------------------------------------------------
 
@@ -308,8 +316,20 @@ class SequencerNode(Node):
         self._feedback(gh, k, n_shots, "triggering", (k + 0.3) / n_shots)
         with self._timed("triggers"):
             stamp_ns, used = self._trigger(gh, k, [float(f) for f in focus[k]])
+        if position is not None:
+            position = self._position_at(stamp_ns, position)
         self._feedback(gh, k, n_shots, "collecting", (k + 0.6) / n_shots)
         return _Shot(k, stamp_ns, used, self._actuator_state(position, stamp_ns))
+
+    def _position_at(self, stamp_ns: int, reported: list[float]) -> list[float]:
+        """The stage position (mm) at the exposure stamp from the state stream, once a sample after
+        the stamp has arrived; the move's own report if none comes within STAGE_WAIT_S."""
+        t = stamp_ns * 1e-9
+        if not self._track.wait_past(t, STAGE_WAIT_S):
+            self.get_logger().warning(f"no actuators/state after the exposure at {t:.3f} s within {STAGE_WAIT_S} s: "
+                                      "using the position the move reported", throttle_duration_sec=5.0)
+            return reported
+        return [float(v) for v in self._track.position_at(t)[: len(reported)] * 1e3]
 
     def _collect_or_retake(self, gh: ServerGoalHandle, shots: list[_Shot], shot: _Shot, retakes: list[int]) -> None:
         """Collect the shot's images; a lost set sends its plan index to `retakes` (while the

@@ -74,6 +74,9 @@ def focus_plan(mode: int, num_shots: int, camera_focus_m: list[float], near_m: f
         raise ShotPlanError("no cameras to plan focus for")
     if mode == 0:
         return np.tile(np.asarray(camera_focus_m, dtype=np.float64), (num_shots, 1))
+    if not (math.isfinite(near_m) and math.isfinite(far_m) and near_m >= 0 and far_m >= 0):
+        raise ShotPlanError(f"bracket limits must be 0 (the calibration's) or positive metres, got near {near_m}, "
+                            f"far {far_m}")
     near = near_m if near_m > 0 else min(camera_focus_m)
     far = far_m if far_m > 0 else max(camera_focus_m)
     if not (math.isfinite(near) and math.isfinite(far) and 0 < near < far):

@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 from dfocus_capture.calibration import (
     CalibrationError,
     calibration_to_dict,
+    camera_from_dict,
+    camera_to_dict,
     load_calibration,
     parse_middlebury_calib,
     save_calibration,
@@ -158,3 +160,14 @@ def test_any_value_in_any_field_loads_or_is_refused_with_a_reason(tmp_path: Path
         load_calibration(path)
     except CalibrationError as exc:
         assert str(exc)  # one line with the reason: no other exception type reaches the user
+
+
+@pytest.mark.parametrize("key,value", [("camera_matrix", [float("nan"), 0, 320, 0, 500, 240, 0, 0, 1]),
+                                       ("camera_matrix", [500, 0, float("inf"), 0, 500, 240, 0, 0, 1]),
+                                       ("distortion_coefficients", [0.0, float("nan"), 0.0, 0.0, 0.0])])
+def test_non_finite_intrinsics_are_refused(key: str, value: list[float]) -> None:
+    # NaN compares false with everything: a NaN fx passed the "fx > 0" check and depth ran for 15 s.
+    cam = camera_to_dict(load_calibration(SHIPPED).cameras[0])
+    cam[key] = value
+    with pytest.raises(CalibrationError, match="NaN or infinity"):
+        camera_from_dict(cam)

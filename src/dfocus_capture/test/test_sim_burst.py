@@ -94,3 +94,12 @@ def test_bad_burst_requests_are_refused() -> None:
         simulate_burst(CAL, 0, num_shots=0)
     with pytest.raises(ShotPlanError):
         simulate_burst(CAL, 0, focus_mode=7)
+
+
+@pytest.mark.parametrize("near,far", [(float("nan"), 0.0), (0.0, float("inf")), (-0.5, 2.0)])
+def test_bracket_limits_that_are_not_distances_are_refused(near: float, far: float) -> None:
+    # A NaN near limit used to fall back to the calibration's range without a word.
+    from dfocus_capture.shift_patterns import ShotPlanError, focus_plan
+
+    with pytest.raises(ShotPlanError, match="bracket limits"):
+        focus_plan(1, 3, [0.4, 1.0, 3.0], near, far)

@@ -131,10 +131,18 @@ class WorkingViews:
     full_camera: CameraModel
 
 
+# Below this on either side a frame holds too few pixels for a matching window and the network's
+# stride-8 features (a 1x1 burst came out as "100 % valid" depth).
+MIN_FRAME_PX = 32
+
+
 def check_frame_sizes(sizes: Iterable[tuple[int, int]], max_megapixels: float) -> None:
-    """DepthInputError naming the first (width, height) above `max_megapixels`: checked on the
-    message's header fields, before any image is decoded or converted."""
+    """DepthInputError naming the first (width, height) above `max_megapixels` or below
+    MIN_FRAME_PX a side: checked on the message's header fields, before any image is decoded."""
     for k, (width, height) in enumerate(sizes):
+        if min(width, height) < MIN_FRAME_PX:
+            raise DepthInputError(f"frame {k} is {width}x{height}, below the {MIN_FRAME_PX}x{MIN_FRAME_PX} pixels "
+                                  "depth needs")
         if width * height > max_megapixels * 1e6:
             raise DepthInputError(f"frame {k} is {width}x{height} ({width * height / 1e6:.3g} MP), above the "
                                   f"{max_megapixels:g} MP per frame this node accepts (max_frame_megapixels)")

@@ -91,6 +91,27 @@ def test_every_parameter_set_is_declared_by_its_node(path: Path) -> None:
         assert not unknown, f"{path.name}: {node.name} does not declare {sorted(unknown)}"
 
 
+@pytest.mark.parametrize("path", FILES, ids=[f.name for f in FILES])
+def test_every_inline_parameter_has_the_type_its_node_declares(path: Path) -> None:
+    """rclpy refuses an override of another type (a string "true" for the bool use_sim_time stops
+    the node), and launch_ros passes a quoted literal as a string: each inline value, read as the
+    node reads its `-p` rule, must have the declared type."""
+    args = REQUIRED.get(path.name, {})
+    declared_args = set(load_launch(path, args).args)
+    plan = load_launch(path, {**args, **{k: v for k, v in ALL_ON.items() if k in declared_args}})
+    for node in plan.nodes:
+        from importlib.metadata import entry_points
+
+        scripts = {e.name: e.value for e in entry_points(group="console_scripts")}
+        module = importlib.import_module(scripts[node.executable].split(":")[0])
+        declared = {spec.name: type(spec.default) for spec in module.PARAMS} | {"use_sim_time": bool}
+        for name, rule in node.params:
+            value = yaml.safe_load(rule)
+            assert type(value) is declared[name], (
+                f"{path.name}: {node.name} {name}:={rule} is a {type(value).__name__}, declared "
+                f"{declared[name].__name__}")
+
+
 def _node_bodies(tree: object) -> list[dict[str, object]]:
     """Every `node:` body anywhere in a parsed launch YAML tree (inside groups and conditions too)."""
     found: list[dict[str, object]] = []

@@ -54,7 +54,7 @@ def test_substitutions_conditions_groups_and_includes(tmp_path: Path, monkeypatc
         - node: {pkg: p, exec: e, name: b, unless: $(var flag)}
         - group:
           - push-ros-namespace: {namespace: "$(var ns)"}
-          - include: {file: inner.launch.yaml, arg: [{name: who, value: "$(var derived)"}]}
+          - include: {file: "$(dirname)/inner.launch.yaml", arg: [{name: who, value: "$(var derived)"}]}
         - group:
             scoped: false
             children:
@@ -74,6 +74,45 @@ def test_substitutions_conditions_groups_and_includes(tmp_path: Path, monkeypatc
     assert [n.name for n in load_launch(main, {"flag": "false"}).nodes] == ["b", "inner_x_top", "c"]
 
 
+def test_includes_parameters_and_arguments_mean_what_ros2_launch_makes_of_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # launch's IncludeLaunchDescription: a relative file is found from the working directory, and
+    # the included file is not a scope of its own (its let and pushed namespace stay after it).
+    _write(tmp_path, "inc.launch.yaml", """
+        launch:
+        - let: {name: from_inside, value: "set inside"}
+        - push-ros-namespace: {namespace: pushed}
+        """)
+    main = _write(tmp_path, "main.launch.yaml", """
+        launch:
+        - arg: {name: x, default: "0.3", description: d}
+        - include: {file: inc.launch.yaml, arg: [{name: given, value: "$(var x)"}]}
+        - node:
+            pkg: p
+            exec: e
+            name: "n_$(var given)"
+            param:
+            - {name: literal, value: "0.3"}
+            - {name: substituted, value: "$(var x)"}
+            - {name: empty, value: "$(env DFOCUS_UNSET_FOR_TEST '')"}
+            - {name: typed, value: 0.3}
+            - {name: flag, value: true}
+            - {name: text, value: "$(var from_inside)"}
+        """)
+    monkeypatch.chdir(tmp_path)
+    plan = load_launch(main, {"undeclared": "1"})
+    (node,) = plan.nodes
+    assert node.name == "n_0.3" and node.namespace == "/pushed"
+    # launch_ros keeps a literal string a string and reads a substituted one as YAML.
+    assert node.params == [("literal", "'0.3'"), ("substituted", "0.3"), ("empty", "''"), ("typed", "0.3"),
+                           ("flag", "true"), ("text", "set inside")]
+    # Undeclared arguments are ignored, as ros2 launch does; dfocus launch names them.
+    assert plan.ignored_args == ["undeclared"]
+    monkeypatch.chdir(tmp_path.parent)
+    with pytest.raises(LaunchFileError, match="cannot read launch file"):
+        load_launch(main)
+
+
 @pytest.mark.parametrize(
     ("text", "args", "reason"),
     [
@@ -86,8 +125,10 @@ def test_substitutions_conditions_groups_and_includes(tmp_path: Path, monkeypatc
         ("- node: {pkg: p, exec: e, if: maybe}", {}, "expected true/false"),
         ("- arg: {name: x}", {}, "'x' is required"),
         ("- arg: {name: x, default: a, choice: [{value: a}]}", {"x": "b"}, "not one of"),
-        ("- arg: {name: x, default: a}", {"y": "b"}, r"unknown launch argument\(s\) \['y'\]"),
         ("- include: {file: nowhere.launch.yaml}", {}, "cannot read launch file"),
+        ("- include: {file: x.launch.yaml, arg: [{name: a, value: true}]}", {},
+         r"include: arg: attribute 'value' must be a YAML str"),
+        ("- node: {pkg: p, exec: e, remap: [{from: a, to: 1}]}", {}, r"node: remap: attribute 'to' must be a YAML str"),
         # The YAML frontend's types, as `ros2 launch` checks them (launch_yaml Entity.get_attr).
         ("- node: {pkg: p, exec: e, respawn: true}", {}, r"'respawn' must be a YAML str, got bool"),
         ("- node: {pkg: p, exec: e, if: true}", {}, r"'if' must be a YAML str, got bool"),

@@ -81,6 +81,7 @@ class LaunchPlan:
     nodes: list[NodeLaunch]
     env: dict[str, str]
     args: dict[str, ArgDecl]
+    ignored_args: list[str] = field(default_factory=list)  # command-line arguments no file declares
 
 
 # Tag -> allowed attributes ("if"/"unless" are allowed everywhere).
@@ -109,6 +110,11 @@ STRING_ATTRIBUTES: dict[str, set[str]] = {
     "include": {"file"},
     "push-ros-namespace": {"namespace"},
     "push_ros_namespace": {"namespace"},
+    # the sub-entries (a param's value is read with its YAML type)
+    "include: arg": {"name", "value"},
+    "node: param": {"name", "from"},
+    "node: remap": {"from", "to"},
+    "node: env": {"name", "value"},
 }
 
 _SUBST = re.compile(r"\$\(")
@@ -169,10 +175,10 @@ class Evaluator:
     def run(self, path: Path | str) -> LaunchPlan:
         scope = _Scope(dict(self.cli_args), "/", {})
         self._file(Path(path), scope)
+        # ros2 launch sets undeclared arguments as launch configurations and says nothing; they
+        # change nothing a file does not read, so they are reported (a typo?) but not refused.
         undeclared = sorted(set(self.cli_args) - set(self.args))
-        if undeclared:
-            raise LaunchFileError(f"{path}: unknown launch argument(s) {undeclared}; declared: {sorted(self.args)}")
-        return LaunchPlan(self.nodes, scope.env, self.args)
+        return LaunchPlan(self.nodes, scope.env, self.args, undeclared)
 
     # -- files and entries ------------------------------------------------------------------
     def _file(self, path: Path, scope: _Scope) -> None:
@@ -269,14 +275,15 @@ class Evaluator:
         self._entries(self._require(body, "children", "group"), scope.child() if scoped else scope)
 
     def _include(self, body: dict[str, Any], scope: _Scope) -> None:
+        # As launch's IncludeLaunchDescription: a relative path is taken from the working directory
+        # (write $(dirname)/... for one next to this file); the arguments are set, in order, as
+        # launch configurations of the current scope, and the included file runs in that scope:
+        # its args, lets, set_envs and pushed namespace stay after it unless a group scopes them.
         path = Path(self.subst(self._require(body, "file", "include"), scope))
-        if not path.is_absolute():
-            path = self._stack[-1].parent / path
-        inner = scope.child()
         for a in self._list(body.get("arg", []), "include: arg", {"name", "value"}):
-            inner.configs[str(a["name"])] = self.subst(self._require(a, "value", "include: arg"), scope)
-        self._file(path, inner)
-        scope.env.update(inner.env)
+            scope.configs[self.subst(self._require(a, "name", "include: arg"), scope)] = self.subst(
+                self._require(a, "value", "include: arg"), scope)
+        self._file(path.absolute(), scope)
 
     def _node(self, body: dict[str, Any], scope: _Scope) -> None:
         s = lambda v: self.subst(v, scope)  # noqa: E731
@@ -305,17 +312,25 @@ class Evaluator:
         self.nodes.append(node)
 
     def _param_value(self, value: Any, scope: _Scope) -> str:
+        """The value as a `-p name:=VALUE` rule, typed as launch_ros types it: a YAML scalar keeps
+        its type, a string with substitutions is read as YAML once substituted ("$(var x)" with
+        x = 0.3 is a double), and a string without any stays a string ("0.3" is the string '0.3')."""
         if isinstance(value, list):
             return yaml.safe_dump([self._typed(v, scope) for v in value], default_flow_style=True).strip()
-        return self.subst(value, scope) if isinstance(value, str) else yaml.safe_dump(value).strip().split("\n")[0]
+        return yaml.safe_dump(self._typed(value, scope), default_flow_style=True).strip().removesuffix("\n...")
 
     def _typed(self, v: Any, scope: _Scope) -> Any:
-        return yaml.safe_load(self.subst(v, scope)) if isinstance(v, str) else v
+        if not isinstance(v, str) or "$(" not in v:
+            return v
+        text = self.subst(v, scope)
+        typed = yaml.safe_load(text)
+        return text if typed is None else typed  # an empty substitution stays the empty string
 
     def _list(self, items: Any, what: str, allowed: set[str]) -> list[dict[str, Any]]:
         if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
             raise LaunchFileError(f"{self._where()}: {what} must be a list of mappings")
         for i in items:
+            self._check_types(i, what)
             unknown = set(i) - allowed
             if unknown:
                 raise LaunchFileError(f"{self._where()}: {what}: unknown attribute(s) {sorted(unknown)}")

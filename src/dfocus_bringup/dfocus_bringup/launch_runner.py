@@ -273,6 +273,9 @@ def launch_command(argv: list[str]) -> int:
     if problems:
         sys.stderr.write("dfocus launch: cannot start:\n" + "".join(f"  {x}\n" for x in problems))
         return 2
+    if plan.ignored_args:
+        sys.stderr.write(f"dfocus launch: warning: no launch file declares {plan.ignored_args} (ignored, as ros2 "
+                         f"launch does); declared: {sorted(plan.args)}\n")
     for w in params_warnings(plan):
         sys.stderr.write(f"dfocus launch: warning: {w}\n")
     if a.print_only:

@@ -340,3 +340,30 @@ def test_no_node_outlives_a_closed_terminal_or_a_killed_runner(tmp_path: Path, p
     # SIGHUP: the runner stops its nodes as on Ctrl-C; SIGKILL: the kernel's parent-death signal does.
     wait(lambda: not _alive(pid), 15, f"the node to end after {how} to the runner")
     assert runner.wait(timeout=15) == (0 if how == "SIGHUP" else -signal.SIGKILL), node_processes.output(runner)
+
+
+def test_a_full_ros2_install_runs_the_file_with_ros2_launch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where ROS 2's launch is importable, `dfocus launch` hands the file to ros2launch's entry point
+    (its keyword-only signature); --builtin keeps this runner."""
+    import types
+
+    from dfocus_bringup.launch_runner import launch_command
+
+    calls: list[tuple[str, list[str], bool]] = []
+
+    def launch_a_launch_file(*, launch_file_path: str, launch_file_arguments: list[str], noninteractive: bool = False,
+                             args: Any = None, option_extensions: Any = None, debug: bool = False) -> int:
+        calls.append((launch_file_path, launch_file_arguments, noninteractive))
+        return 3
+
+    api = types.ModuleType("ros2launch.api")
+    api.launch_a_launch_file = launch_a_launch_file  # type: ignore[attr-defined]
+    package = types.ModuleType("ros2launch")
+    package.api = api  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "ros2launch", package)
+    monkeypatch.setitem(sys.modules, "ros2launch.api", api)
+    main = _write(tmp_path, "main.launch.yaml", "launch:\n- nodes: {pkg: p, exec: e}\n")
+    assert launch_command([str(main), "x:=1"]) == 3
+    assert calls == [(str(main), ["x:=1"], True)]
+    assert launch_command([str(main), "--builtin", "x:=1"]) == 2  # this runner: the unknown tag is refused
+    assert len(calls) == 1

@@ -21,10 +21,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 from dfocus_bringup.launch_file import (
     LaunchFileError,
@@ -248,6 +249,16 @@ def show_args(plan: LaunchPlan) -> str:
     return "\n".join(lines)
 
 
+def _ros2_launch() -> Callable[..., int] | None:
+    """`ros2 launch`'s entry point (ros2launch.api.launch_a_launch_file) where ROS 2's launch is
+    installed; None in the wheel-based venv, which lacks it."""
+    try:
+        from ros2launch.api import launch_a_launch_file  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return cast(Callable[..., int], launch_a_launch_file)
+
+
 def launch_command(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="dfocus launch", description="Run a ROS 2 YAML launch file, one process per node.")
     p.add_argument("file", help="launch file (.launch.yaml); a bare name is looked up in launch/")
@@ -255,12 +266,17 @@ def launch_command(argv: list[str]) -> int:
     p.add_argument("-s", "--show-args", action="store_true", help="list the launch arguments and exit")
     p.add_argument("-p", "--print", action="store_true", dest="print_only", help="print the commands and exit")
     p.add_argument("--color", choices=("auto", "always", "never"), default="auto")
-    a = p.parse_args(argv)
+    p.add_argument("--builtin", action="store_true",
+                   help="use this runner even where ROS 2's own launch (ros2launch) is importable")
+    a = p.parse_intermixed_args(argv)  # options may follow the name:=value arguments
     from dfocus_capture.dds import apply_default_profile
 
     path = Path(a.file)
     if not path.exists() and not path.is_absolute():
         path = package_share("dfocus_bringup") / "launch" / a.file
+    ros2_launch = None if a.builtin or a.show_args or a.print_only else _ros2_launch()
+    if ros2_launch is not None:  # a full ROS 2 install: `ros2 launch` itself runs the file
+        return int(ros2_launch(launch_file_path=str(path), launch_file_arguments=list(a.args), noninteractive=True))
     try:
         plan = load_launch(path, parse_cli_args(a.args))
     except LaunchFileError as exc:

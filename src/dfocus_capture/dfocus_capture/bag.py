@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import os
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -72,10 +73,10 @@ class TopicQos:
             self.depth,
             QosReliability.RELIABLE if self.reliable else QosReliability.BEST_EFFORT,
             QosDurability.TRANSIENT_LOCAL if self.transient_local else QosDurability.VOLATILE,
-            QosTime(0, 0),
-            QosTime(0, 0),
+            QOS_INFINITE,  # deadline
+            QOS_INFINITE,  # lifespan
             QosLiveliness.AUTOMATIC,
-            QosTime(0, 0),
+            QOS_INFINITE,  # liveliness lease duration
             False,
         )
 
@@ -109,9 +110,17 @@ def interface_dirs() -> list[Path]:
     return [Path(p) / "share" / INTERFACES for p in prefixes]
 
 
+# The ROS 2 distribution of the ros-* wheels: its typestore, and the bags' `ros_distro`.
+ROS_DISTRO = "kilted"
+ROS_TYPESTORE = Stores.ROS2_KILTED
+# rmw's infinite duration (RMW_DURATION_INFINITE, INT64_MAX ns), as rosbag2 records an unset
+# deadline, lifespan or liveliness lease.
+QOS_INFINITE = QosTime(9223372036, 854775807)
+
+
 def make_typestore() -> Typestore:
     """The ROS 2 Kilted typestore plus every dfocus_interfaces message."""
-    store = get_typestore(Stores.ROS2_KILTED)
+    store = get_typestore(ROS_TYPESTORE)
     for share in interface_dirs():
         msgs = sorted((share / "msg").glob("*.msg"))
         if msgs:
@@ -202,9 +211,17 @@ class BagWriter:
         self.counts[topic] += 1
 
     def close(self) -> None:
-        """Finish the file and write metadata.yaml (idempotent)."""
+        """Finish the file and write metadata.yaml (idempotent), naming the ROS 2 distribution
+        the messages come from as rosbag2 does (rosbags writes its own name there)."""
         if self._writer.storage is not None:
             self._writer.close()
+            meta = self.path / "metadata.yaml"
+            text = meta.read_text()
+            fixed = re.sub(r"^(\s*ros_distro:) rosbags$", rf"\1 {ROS_DISTRO}", text, count=1, flags=re.MULTILINE)
+            if fixed != text:
+                part = meta.with_suffix(".yaml.part")
+                part.write_text(fixed)
+                part.replace(meta)
 
 
 @dataclass(frozen=True)

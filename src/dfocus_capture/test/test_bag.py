@@ -94,6 +94,11 @@ def test_round_trip_keeps_bytes_order_and_qos(tmp_path: Path, storage: str) -> N
            for t in meta["topics_with_message_count"]}
     assert qos["/dfocus/capture/sequence"][0]["durability"] == "transient_local"
     assert qos["/dfocus/cam0/image_raw"][0]["reliability"] == "best_effort"
+    # As rosbag2 writes them: the distribution, and unset durations as rmw's infinite.
+    assert meta["ros_distro"] == "kilted"
+    infinite = {"sec": 9223372036, "nsec": 854775807}
+    assert all(q[k] == infinite for profiles in qos.values() for q in profiles
+               for k in ("deadline", "lifespan", "liveliness_lease_duration"))
 
     reader = BagReader(bag)
     topics = reader.topics()

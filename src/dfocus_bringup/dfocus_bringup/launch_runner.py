@@ -269,7 +269,7 @@ def launch_command(argv: list[str]) -> int:
     p.add_argument("--builtin", action="store_true",
                    help="use this runner even where ROS 2's own launch (ros2launch) is importable")
     a = p.parse_intermixed_args(argv)  # options may follow the name:=value arguments
-    from dfocus_capture.dds import apply_default_profile
+    from dfocus_capture.dds import apply_default_profile, profile_note
 
     path = Path(a.file)
     if not path.exists() and not path.is_absolute():
@@ -299,7 +299,9 @@ def launch_command(argv: list[str]) -> int:
             cmd = find_executable(node.package, node.executable) + node.args + node.ros_arguments()
             sys.stdout.write(shlex.join(cmd) + "\n")
         return 0
-    apply_default_profile()  # the children inherit FASTDDS_DEFAULT_PROFILES_FILE
+    note = profile_note(apply_default_profile())  # the children inherit FASTDDS_DEFAULT_PROFILES_FILE
+    if note:
+        sys.stderr.write(f"dfocus launch: warning: {note}\n")
     colour = a.color == "always" or (a.color == "auto" and sys.stdout.isatty())
     runner = Runner(plan, sys.stdout, colour)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):

@@ -48,7 +48,7 @@ from dfocus_capture.hand_motion import HandTremor, TremorConfig
 from dfocus_capture.imu_model import STAGE_WAIT_S, ActuatorTrack, ImuModelError
 from dfocus_capture.node_main import run_node
 from dfocus_capture.params import ParamSpec, declare_params
-from dfocus_capture.qos import SENSOR, TRACK
+from dfocus_capture.qos import FRAMES, TRACK
 from dfocus_capture.ros_convert import camera_info_from_model, image_to_msg, ns_to_stamp, stamp_to_ns
 from dfocus_capture.side_listener import SideListener
 from dfocus_capture.sim.sensor import SensorNoise
@@ -149,8 +149,8 @@ class CameraArrayNode(Node):
         self._quiet_until = 0.0  # no free-running frame before this (monotonic s): a burst is on
         self._group = ReentrantCallbackGroup()  # triggers are serialized by self._lock
         n = self.driver.num_cameras
-        self._image_pubs = [self.create_publisher(Image, f"cam{i}/image_raw", SENSOR) for i in range(n)]
-        self._info_pubs = [self.create_publisher(CameraInfo, f"cam{i}/camera_info", SENSOR) for i in range(n)]
+        self._image_pubs = [self.create_publisher(Image, f"cam{i}/image_raw", FRAMES) for i in range(n)]
+        self._info_pubs = [self.create_publisher(CameraInfo, f"cam{i}/camera_info", FRAMES) for i in range(n)]
         # Exposures whose images are still developing, published in order by the delivery thread.
         self._developing: queue.Queue[Exposure | None] = queue.Queue()
         self._drop_rng = np.random.default_rng(p["seed"] + 1)

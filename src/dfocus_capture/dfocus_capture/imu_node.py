@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.impl.implementation_singleton import rclpy_implementation
 from rclpy.node import Node
 from sensor_msgs.msg import Imu
 
@@ -116,7 +117,12 @@ class ImuNode(Node):
             msg.header.stamp = ns_to_stamp(stamp_ns)
             msg.angular_velocity.x, msg.angular_velocity.y, msg.angular_velocity.z = (float(v) for v in gyro)
             msg.linear_acceleration.x, msg.linear_acceleration.y, msg.linear_acceleration.z = (float(v) for v in accel)
-            self._pub.publish(msg)
+            try:
+                self._pub.publish(msg)
+            except rclpy_implementation.RCLError as exc:  # a transport refusing one sample must not end the stream
+                if not self.context.ok():  # Ctrl-C ended the context mid-publish: just stop
+                    return
+                self.get_logger().error(f"publishing imu/data failed: {exc}", throttle_duration_sec=2.0)
         self._next_k = last_k + 1
 
 

@@ -15,7 +15,7 @@ from rclpy.impl.implementation_singleton import rclpy_implementation
 from rclpy.node import Node
 
 from dfocus_capture.allocator import keep_freed_memory
-from dfocus_capture.dds import apply_default_profile
+from dfocus_capture.dds import apply_default_profile, profile_note
 
 # What a node may raise while starting: bad parameters (ValueError and its typed subclasses such
 # as CalibrationError), unusable devices or ports (OSError, RuntimeError such as DriverError).
@@ -40,9 +40,11 @@ def run_node(name: str, factory: Callable[[], Node], args: list[str] | None = No
 
     num_threads=1 selects a SingleThreadedExecutor (nodes whose long work runs on threads of
     their own; rclpy's multi-threaded executor can spin hot while a callback blocks)."""
-    apply_default_profile()
+    note = profile_note(apply_default_profile())
     keep_freed_memory()
     logger = rclpy.logging.get_logger(name)
+    if note:
+        logger.warning(note)
     try:
         rclpy.init(args=args)
     except rclpy_implementation.RCLError as exc:  # malformed --ros-args or params file

@@ -48,3 +48,15 @@ TRACK = QoSProfile(
     reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.VOLATILE,
 )
+
+# cam<i>/image_raw and camera_info: a burst needs every frame (a lost one is taken again), so the
+# camera publishes them reliably and the sequencer reads them so; NACK repair then recovers a
+# fragment lost on the way (UDP without shared memory, a full socket buffer) instead of the whole
+# 3.7 MB frame. Keep last 2: a slow reader costs no more than two frames per camera, and best-effort
+# readers (RViz, Foxglove) still match the reliable writer.
+FRAMES = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=2,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+)

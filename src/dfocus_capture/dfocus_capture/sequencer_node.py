@@ -55,7 +55,7 @@ from dfocus_capture.pose_estimation import (
     motion_from_actuators,
     motion_from_imu,
 )
-from dfocus_capture.qos import LATCHED, SENSOR, TRACK
+from dfocus_capture.qos import FRAMES, LATCHED, TRACK
 from dfocus_capture.ros_convert import imu_to_array, matrix_to_pose, ns_to_stamp, stamp_to_ns
 from dfocus_capture.shift_patterns import MAX_SHOTS, PATTERN_NAMES, ShotPlanError, focus_plan, shift_targets
 from dfocus_capture.side_listener import SideListener
@@ -154,8 +154,8 @@ class SequencerNode(Node):
         self.sync = ApproximateTimeSynchronizer(2 * len(names), self.params["queue_size"], self.params["slop_s"])
         self.sync.register_callback(self._on_set)
         for i in range(len(names)):  # topics are cam<i> by calibration order (the graph's contract)
-            self.create_subscription(Image, f"cam{i}/image_raw", self._feeder(2 * i), SENSOR, callback_group=self.group)
-            self.create_subscription(CameraInfo, f"cam{i}/camera_info", self._feeder(2 * i + 1), SENSOR,
+            self.create_subscription(Image, f"cam{i}/image_raw", self._feeder(2 * i), FRAMES, callback_group=self.group)
+            self.create_subscription(CameraInfo, f"cam{i}/camera_info", self._feeder(2 * i + 1), FRAMES,
                                      callback_group=self.group)
         # The 400 Hz IMU and the stage state go through a helper node on its own single-threaded
         # executor: rclpy's multi-threaded executor costs several times more CPU per message.

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 ONCE ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup run test test-loaded lint bench train clean
+.PHONY: setup run test test-loaded lint bench soak train clean
 
 setup:
 	@scripts/setup_env.sh
@@ -27,6 +27,10 @@ lint: setup
 
 bench: setup
 	$(BIN)/dfocus bench
+
+# 30 minutes of capture -> refocus cycles on the whole graph: bench/soak/soak.md and soak_memory.png.
+soak: setup
+	$(BIN)/dfocus soak --duration 1800 --out bench/soak
 
 train: setup
 	$(BIN)/dfocus train

@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval-depth": ("dfocus_depth.cli:eval_command", "depth accuracy against StereoSGBM"),
     "adapt": ("dfocus_depth.cli:adapt_command", "fine-tune the depth CNN on your own unlabelled bursts"),
     "bench": ("dfocus_bringup.bench:bench_command", "speed/memory/quality benchmarks -> bench/results.md"),
+    "soak": ("dfocus_bringup.soak:soak_command", "capture -> refocus cycles for a while; memory, losses -> bench/soak"),
 }
 
 

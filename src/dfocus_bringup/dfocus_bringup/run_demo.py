@@ -80,6 +80,7 @@ class DemoClient:
         from dfocus_interfaces.srv import ExportModel
 
         self.timeout = timeout
+        self.resent_goals = 0  # goals sent again because the first was not answered (see run_goal)
         self.node = rclpy.create_node("dfocus_run", namespace=namespace)
         self.capture: Any = ActionClient(self.node, CaptureSequence, "capture_sequence")
         self.refocus: Any = ActionClient(self.node, Refocus, "refocus")
@@ -137,6 +138,7 @@ class DemoClient:
             except DemoError:
                 if time.monotonic() > deadline:
                     raise
+                self.resent_goals += 1
                 self.node.get_logger().warning(f"{what} goal not answered within 5 s; sending it again")
         if not handle.accepted:
             raise DemoError(f"{what} goal rejected")

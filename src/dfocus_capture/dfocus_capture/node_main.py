@@ -56,6 +56,10 @@ def run_node(name: str, factory: Callable[[], Node], args: list[str] | None = No
         logger.fatal(f"cannot start: {exc}")
         rclpy.try_shutdown()
         return 1
+    except KeyboardInterrupt:  # Ctrl-C while starting (the depth node loads its network): a clean stop
+        logger.info("interrupted while starting")
+        rclpy.try_shutdown()
+        return 0
     executor: Executor = (SingleThreadedExecutor() if num_threads == 1
                           else MultiThreadedExecutor(num_threads=num_threads))
     executor.add_node(node)

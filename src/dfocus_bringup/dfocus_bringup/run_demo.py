@@ -286,16 +286,24 @@ def run_command(argv: list[str]) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        shm.observe([os.getpid()])
-        if client is not None:
-            client.close()
-        rclpy.try_shutdown()
-        if graph.poll() is None:
-            graph.send_signal(signal.SIGINT)
-            try:
-                graph.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(graph.pid, signal.SIGKILL)
-                graph.wait()
-        shm.cleanup(exiting=[os.getpid()])
+        stop_graph(graph, client, shm)
     return status
+
+
+def stop_graph(graph: subprocess.Popen[bytes], client: DemoClient | None, shm: ShmTracker) -> None:
+    """Close the client and rclpy, stop the launched graph (SIGINT, SIGKILL after 15 s), and remove
+    the Fast DDS files this process left in /dev/shm."""
+    import rclpy
+
+    shm.observe([os.getpid()])
+    if client is not None:
+        client.close()
+    rclpy.try_shutdown()
+    if graph.poll() is None:
+        graph.send_signal(signal.SIGINT)
+        try:
+            graph.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(graph.pid, signal.SIGKILL)
+            graph.wait()
+    shm.cleanup(exiting=[os.getpid()])

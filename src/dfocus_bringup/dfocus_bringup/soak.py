@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dfocus_bringup.run_demo import LAUNCH_FILE, DemoClient, DemoError, find_launch_file
+from dfocus_bringup.run_demo import LAUNCH_FILE, DemoClient, DemoError, find_launch_file, stop_graph
 from dfocus_bringup.shm_tracker import ShmTracker
 from dfocus_capture.dds import apply_default_profile
 
@@ -233,18 +232,7 @@ def soak_command(argv: list[str]) -> int:
         log.resent_goals = client.resent_goals if client is not None else 0
         if sampler.is_alive():
             sampler.join(timeout=5)
-        shm.observe([os.getpid()])
-        if client is not None:
-            client.close()
-        rclpy.try_shutdown()
-        if graph.poll() is None:
-            graph.send_signal(signal.SIGINT)
-            try:
-                graph.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(graph.pid, signal.SIGKILL)
-                graph.wait()
-        shm.cleanup(exiting=[os.getpid()])
+        stop_graph(graph, client, shm)
     if log.cycles:
         sys.stdout.write(report(log, os.getloadavg(), out))
     failed = any(c.error or not c.depth_arrived for c in log.cycles) or log.resent_goals > 0

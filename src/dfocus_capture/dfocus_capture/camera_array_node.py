@@ -79,8 +79,8 @@ PARAMS = [
     ParamSpec("fail_camera", -1, "sim fault injection: this camera index stops delivering (-1 = none)", min=-1,
               max=63),
     ParamSpec("fail_after", 0, "sim fault injection: ... after this many triggers", min=0, max=1_000_000),
-    ParamSpec("drop_rate", 0.0, "fault injection: share of images lost on the way, each independently (a lossy "
-              "best-effort link; their camera_info still goes out)", min=0.0, max=1.0),
+    ParamSpec("drop_rate", 0.0, "fault injection: share of images never delivered, each independently (a camera "
+              "or link losing frames; their camera_info still goes out)", min=0.0, max=1.0),
     ParamSpec("folder", "", "folder: burst folder (images + calibration)", read_only=True),
     ParamSpec("devices", "", "v4l2: comma-separated devices, one per camera (e.g. /dev/video0,/dev/video2)",
               read_only=True),

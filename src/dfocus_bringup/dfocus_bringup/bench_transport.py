@@ -67,12 +67,12 @@ def publish(count: int, rate_hz: float, width: int, height: int) -> int:
 
 def measure(profile: bool, count: int, rate_hz: float, width: int, height: int) -> dict[str, float]:
     """One run: subscriber here (EventsExecutor), publisher in a child process."""
-    env = dict(os.environ, DFOCUS_DDS_PROFILE="on" if profile else "off")
+    env = dict(os.environ, DFOCUS_DDS_PROFILE="shm" if profile else "off")
     if not profile:
         env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
     code = (
         "import sys, os\n"
-        f"os.environ['DFOCUS_DDS_PROFILE'] = {'on' if profile else 'off'!r}\n"
+        f"os.environ['DFOCUS_DDS_PROFILE'] = {'shm' if profile else 'off'!r}\n"
         "from dfocus_bringup.bench_transport import run_subscriber\n"
         f"run_subscriber({count}, {rate_hz}, {width}, {height})\n"
     )

@@ -315,9 +315,8 @@ class Evaluator:
         """The value as a `-p name:=VALUE` rule, typed as launch_ros types it: a YAML scalar keeps
         its type, a string with substitutions is read as YAML once substituted ("$(var x)" with
         x = 0.3 is a double), and a string without any stays a string ("0.3" is the string '0.3')."""
-        if isinstance(value, list):
-            return yaml.safe_dump([self._typed(v, scope) for v in value], default_flow_style=True).strip()
-        return yaml.safe_dump(self._typed(value, scope), default_flow_style=True).strip().removesuffix("\n...")
+        typed = [self._typed(v, scope) for v in value] if isinstance(value, list) else self._typed(value, scope)
+        return yaml.safe_dump(typed, default_flow_style=True).strip().removesuffix("\n...")
 
     def _typed(self, v: Any, scope: _Scope) -> Any:
         if not isinstance(v, str) or "$(" not in v:

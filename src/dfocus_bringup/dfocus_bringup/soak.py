@@ -26,6 +26,7 @@ import numpy as np
 
 from dfocus_bringup.run_demo import LAUNCH_FILE, DemoClient, DemoError, find_launch_file, stop_graph
 from dfocus_bringup.shm_tracker import ShmTracker
+from dfocus_capture.bench_timing import status_mb
 from dfocus_capture.dds import apply_default_profile
 
 
@@ -63,21 +64,11 @@ def node_processes(namespace: str) -> dict[str, int]:
     return found
 
 
-def rss_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
 def sample_memory(namespace: str, log: SoakLog, t0: float, stop: threading.Event) -> None:
     while not stop.wait(1.0):
         now = time.monotonic() - t0
         for name, pid in node_processes(namespace).items():
-            mb = rss_mb(pid)
+            mb = status_mb("VmRSS", pid)
             if mb is not None:
                 log.memory.setdefault(name, []).append((now, mb))
 

@@ -27,7 +27,6 @@ from dfocus_capture.frames import (
     DEFAULT_PARENT_FRAME,
     Edge,
     FrameError,
-    check_frame_id,
     mount_matrix,
     stage_edge,
     static_edges,
@@ -67,7 +66,7 @@ class ArrayTfNode(Node):
         self.calibration: ArrayCalibration = load_array_calibration(self.params["calibration"])
         self._static_pub = self.create_publisher(TFMessage, "/tf_static", TF_STATIC_QOS)
         self._tf_pub = self.create_publisher(TFMessage, "/tf", TF_QOS)
-        self._stage_mm: list[float] = [0.0, 0.0, 0.0]
+        self._stage = stage_edge([0.0, 0.0, 0.0])  # the latest displacement, republished while silent
         self._last_state_ns: int | None = None
         self._static = self._static_edges(self.params)  # raises at start-up on a bad mount
         self._publish_static()
@@ -84,8 +83,7 @@ class ArrayTfNode(Node):
     def _check_mount(self, changes: dict[str, Any]) -> str | None:
         if not any(k in changes for k in _MOUNT_KEYS):
             return None
-        try:
-            check_frame_id(str({**self.params, **changes}["parent_frame"]), "parent_frame")
+        try:  # static_edges checks the frame id, mount_matrix the numbers
             self._static_edges({**self.params, **changes})
         except (FrameError, TypeError, ValueError) as exc:
             return str(exc)
@@ -103,13 +101,12 @@ class ArrayTfNode(Node):
         self._static_pub.publish(TFMessage(transforms=[edge_to_transform(e, now) for e in self._static]))
 
     def _on_stage(self, msg: ActuatorState) -> None:
-        position = [float(v) for v in msg.position_mm]
         try:
-            edge = stage_edge(position)
+            edge = stage_edge(msg.position_mm)
         except FrameError as exc:
             self.get_logger().warning(f"actuators/state ignored: {exc}", throttle_duration_sec=5.0)
             return
-        self._stage_mm = position
+        self._stage = edge
         self._last_state_ns = self.get_clock().now().nanoseconds
         stamp = stamp_to_ns(msg.header.stamp) or self._last_state_ns
         self._tf_pub.publish(TFMessage(transforms=[edge_to_transform(edge, stamp)]))
@@ -118,7 +115,7 @@ class ArrayTfNode(Node):
         now = self.get_clock().now().nanoseconds
         if self._last_state_ns is not None and now - self._last_state_ns < self.params["stage_hold_s"] * 1e9:
             return
-        self._tf_pub.publish(TFMessage(transforms=[edge_to_transform(stage_edge(self._stage_mm), now)]))
+        self._tf_pub.publish(TFMessage(transforms=[edge_to_transform(self._stage, now)]))
 
 
 def main(args: list[str] | None = None) -> int:

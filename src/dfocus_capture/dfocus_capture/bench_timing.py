@@ -20,17 +20,26 @@ def time_runs(fn: Callable[[], object], repeats: int) -> tuple[list[float], list
     return wall, cpu
 
 
+def status_mb(field: str, pid: int | str = "self") -> float | None:
+    """A memory field of /proc/<pid>/status (VmRSS, VmHWM, ...) in MB; None without it (the
+    process has gone, or this is not Linux)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith(f"{field}:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident memory (MB) since it started its program. Not getrusage's
     ru_maxrss: Linux keeps that across fork and exec, so a child started from a large benchmark
     process reports the parent's peak as its own. VmHWM belongs to the address space exec made."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
+    peak = status_mb("VmHWM")
+    if peak is not None:
+        return peak
     import resource  # no /proc (not Linux): the best this platform offers
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0

@@ -87,7 +87,6 @@ PARAMS = [
 ]
 
 
-
 def create_driver(p: dict[str, Any], stage_position: Callable[[float], np.ndarray] | None,
                   tremor: HandTremor | None) -> CameraArrayDriver:
     """The backend the parameters ask for (raises DriverError / CalibrationError).

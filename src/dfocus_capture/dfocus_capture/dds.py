@@ -17,7 +17,8 @@ from pathlib import Path
 PROFILE_NAME = "fastdds_profile.xml"
 UDP_PROFILE_NAME = "fastdds_udp_profile.xml"
 ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
-CHOICE_ENV = "DFOCUS_DDS_PROFILE"  # auto (default) | shm | udp | off
+CHOICE_ENV = "DFOCUS_DDS_PROFILE"
+CHOICES = ("auto", "shm", "udp", "off")  # auto: the default
 SHM_DIR = Path("/dev/shm")
 # Free /dev/shm below which the graph runs on UDP only. One running graph held 1.6-1.9 GB of Fast
 # DDS segments (256 MB per participant, filled as images pass); a tmpfs that fills mid-transfer
@@ -54,16 +55,13 @@ def shm_free_mb(shm_dir: Path = SHM_DIR) -> float:
     return st.f_bavail * st.f_frsize / 2**20
 
 
-CHOICES = ("auto", "shm", "udp", "off")
-
-
 def profile_name(choice: str, free_mb: float) -> str | None:
     """The profile file for a DFOCUS_DDS_PROFILE value (an unknown one counts as auto, see
     `profile_note`) and the free /dev/shm; None: Fast DDS's built-in defaults."""
     choice = choice.lower()
     if choice == "off":
         return None
-    if choice in ("shm", "on"):  # "on": the transport benchmark's name for it
+    if choice == "shm":
         return PROFILE_NAME
     if choice == "udp":
         return UDP_PROFILE_NAME
@@ -88,7 +86,7 @@ def apply_default_profile() -> Path | None:
 def profile_note(path: Path | None) -> str | None:
     """A warning for the log: an unknown DFOCUS_DDS_PROFILE, or the UDP-only fallback; else None."""
     choice = os.environ.get(CHOICE_ENV, "").lower()
-    if choice and choice not in (*CHOICES, "on"):
+    if choice and choice not in CHOICES:
         return f"{CHOICE_ENV}={choice!r} is not one of {list(CHOICES)}: using auto"
     if path is None or path.name != UDP_PROFILE_NAME or choice == "udp":
         return None

@@ -79,7 +79,7 @@ def focus_plan(mode: int, num_shots: int, camera_focus_m: list[float], near_m: f
                             f"far {far_m}")
     near = near_m if near_m > 0 else min(camera_focus_m)
     far = far_m if far_m > 0 else max(camera_focus_m)
-    if not (math.isfinite(near) and math.isfinite(far) and 0 < near < far):
+    if not 0 < near < far:
         raise ShotPlanError(f"bracket limits must satisfy 0 < near < far, got near {near} m, far {far} m")
     # Cameras ordered from near to far focus own consecutive bands of the diopter range; shot k
     # takes the k-th step inside every band.

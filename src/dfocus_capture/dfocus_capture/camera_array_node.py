@@ -45,11 +45,16 @@ from dfocus_capture.drivers import (
 from dfocus_capture.drivers.sim import RENDER_MODES
 from dfocus_capture.frames import optical_frame
 from dfocus_capture.hand_motion import HandTremor, TremorConfig
-from dfocus_capture.imu_model import STAGE_WAIT_S, ActuatorTrack, ImuModelError
+from dfocus_capture.imu_model import STAGE_WAIT_S, ActuatorTrack
 from dfocus_capture.node_main import run_node
 from dfocus_capture.params import ParamSpec, declare_params
 from dfocus_capture.qos import FRAMES, TRACK
-from dfocus_capture.ros_convert import camera_info_from_model, image_to_msg, ns_to_stamp, stamp_to_ns
+from dfocus_capture.ros_convert import (
+    add_actuator_state,
+    camera_info_from_model,
+    image_to_msg,
+    ns_to_stamp,
+)
 from dfocus_capture.side_listener import SideListener
 from dfocus_capture.sim.sensor import SensorNoise
 from dfocus_interfaces.msg import ActuatorState
@@ -200,24 +205,15 @@ class CameraArrayNode(Node):
         assert self._stage is not None
         latest = self._stage.latest_t
         silent = (t - latest >= STAGE_WAIT_S) if latest is not None else not self._stage_sub.get_publisher_count()
-        deadline = time.monotonic() + STAGE_WAIT_S
-        # In slices, so that a shutdown does not wait for a stage node that has already stopped.
-        while not silent and not self._stage.wait_past(t, 0.05):
-            if self._stop.is_set():
-                break
-            if time.monotonic() > deadline:
-                since = "no state yet" if self._stage.latest_t is None else f"the state of {self._stage.latest_t:.3f} s"
-                self.get_logger().warning(f"exposure at {t:.3f} s rendered with {since}: actuators/state is late",
-                                          throttle_duration_sec=2.0)
-                break
+        if not silent and not self._stage.wait_past(t, STAGE_WAIT_S, self._stop) and not self._stop.is_set():
+            since = "no state yet" if self._stage.latest_t is None else f"the state of {self._stage.latest_t:.3f} s"
+            self.get_logger().warning(f"exposure at {t:.3f} s rendered with {since}: actuators/state is late",
+                                      throttle_duration_sec=2.0)
         return self._stage.position_at(t)
 
     def _on_stage(self, msg: ActuatorState) -> None:
         assert self._stage is not None
-        try:
-            self._stage.add(stamp_to_ns(msg.header.stamp) * 1e-9, np.asarray(msg.position_mm, np.float64))
-        except ImuModelError as exc:
-            self.get_logger().warning(f"ignoring actuators/state: {exc}", throttle_duration_sec=5.0)
+        add_actuator_state(self._stage, msg, self.get_logger())
 
     def _capture(self) -> Exposure:
         """Expose and queue the images for publishing; the caller holds self._lock."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 import math
 import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,11 +85,18 @@ class ActuatorTrack:
                 del self._t[0], self._p[0]
             self._added.notify_all()
 
-    def wait_past(self, t: float, timeout_s: float) -> bool:
+    def wait_past(self, t: float, timeout_s: float, stop: threading.Event | None = None) -> bool:
         """Wait until a sample at or after `t` has been added (the track then holds the motion up
-        to `t`); False after `timeout_s`."""
+        to `t`); False after `timeout_s`, or as soon as `stop` is set (checked every 50 ms, so a
+        shutdown does not wait for a stage node that has already stopped)."""
+        deadline = time.monotonic() + timeout_s
         with self._added:
-            return self._added.wait_for(lambda: bool(self._t) and self._t[-1] >= t, timeout_s)
+            while not (self._t and self._t[-1] >= t):
+                left = deadline - time.monotonic()
+                if left <= 0 or (stop is not None and stop.is_set()):
+                    return False
+                self._added.wait(left if stop is None else min(left, 0.05))
+            return True
 
     def _interval_velocity(self, k: int) -> tuple[float, np.ndarray]:
         """Midpoint time and mean velocity of the sample interval [t_k, t_k+1]."""

@@ -23,11 +23,11 @@ from rclpy.node import Node
 from sensor_msgs.msg import Imu
 
 from dfocus_capture.hand_motion import HandTremor, TremorConfig
-from dfocus_capture.imu_model import ImuModelError, ImuNoiseConfig, ImuSimulator
+from dfocus_capture.imu_model import ImuNoiseConfig, ImuSimulator
 from dfocus_capture.node_main import run_node
 from dfocus_capture.params import ParamSpec, declare_params
 from dfocus_capture.qos import SENSOR, TRACK
-from dfocus_capture.ros_convert import ns_to_stamp, stamp_to_ns
+from dfocus_capture.ros_convert import add_actuator_state, ns_to_stamp
 from dfocus_interfaces.msg import ActuatorState
 
 _NOISE = ImuNoiseConfig()
@@ -93,10 +93,7 @@ class ImuNode(Node):
         )
 
     def _on_stage(self, msg: ActuatorState) -> None:
-        try:
-            self.sim.stage.add(stamp_to_ns(msg.header.stamp) * 1e-9, list(msg.position_mm))
-        except ImuModelError as exc:
-            self.get_logger().warning(f"ignoring actuators/state: {exc}", throttle_duration_sec=5.0)
+        add_actuator_state(self.sim.stage, msg, self.get_logger())
 
     def _publish_due(self) -> None:
         now_ns = self.get_clock().now().nanoseconds

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import array
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 from builtin_interfaces.msg import Time
@@ -20,6 +21,12 @@ from std_msgs.msg import Header
 from dfocus_capture.burst import Burst, BurstError, BurstFrame
 from dfocus_capture.calibration import CalibrationError, CameraModel
 from dfocus_capture.frames import Edge, optical_frame
+from dfocus_capture.imu_model import ActuatorTrack, ImuModelError
+
+if TYPE_CHECKING:
+    from rclpy.impl.rcutils_logger import RcutilsLogger
+
+    from dfocus_interfaces.msg import ActuatorState
 
 # encoding -> (numpy dtype, channels)
 ENCODINGS: dict[str, tuple[type[np.generic], int]] = {
@@ -234,6 +241,15 @@ def model_from_camera_info(
         pixel_size_um=float(pixel_size_um),
         distortion_model=info.distortion_model or "none",
     )
+
+
+def add_actuator_state(track: ActuatorTrack, msg: ActuatorState, logger: RcutilsLogger) -> None:
+    """One actuators/state sample into a stage track (how camera_array, the sequencer and the IMU
+    follow the stage); a malformed one is logged, throttled, and dropped."""
+    try:
+        track.add(stamp_to_ns(msg.header.stamp) * 1e-9, np.asarray(msg.position_mm, np.float64))
+    except ImuModelError as exc:
+        logger.warning(f"ignoring actuators/state: {exc}", throttle_duration_sec=5.0)
 
 
 def imu_to_array(samples: list[Imu]) -> np.ndarray:

@@ -46,7 +46,7 @@ from std_msgs.msg import Header
 
 from dfocus_capture.calibration import CalibrationError, load_array_calibration
 from dfocus_capture.frames import optical_frame
-from dfocus_capture.imu_model import STAGE_WAIT_S, ActuatorTrack, ImuModelError
+from dfocus_capture.imu_model import STAGE_WAIT_S, ActuatorTrack
 from dfocus_capture.node_main import run_node
 from dfocus_capture.params import ParamSpec, declare_params
 from dfocus_capture.pose_estimation import (
@@ -56,8 +56,9 @@ from dfocus_capture.pose_estimation import (
     motion_from_imu,
 )
 from dfocus_capture.qos import FRAMES, LATCHED, TRACK
-from dfocus_capture.ros_convert import imu_to_array, matrix_to_pose, ns_to_stamp, stamp_to_ns
+from dfocus_capture.ros_convert import add_actuator_state, imu_to_array, matrix_to_pose, ns_to_stamp, stamp_to_ns
 from dfocus_capture.shift_patterns import MAX_SHOTS, PATTERN_NAMES, ShotPlanError, focus_plan, shift_targets
+from dfocus_capture.shot_wait import DeliveryHistory, ShotWait, stopped_cameras
 from dfocus_capture.side_listener import SideListener
 from dfocus_capture.sync import ApproximateTimeSynchronizer, ImuBuffer
 from dfocus_interfaces.action import CaptureSequence
@@ -78,8 +79,11 @@ PARAMS = [
     ParamSpec("move_timeout_s", 2.0, "timeout of one actuator move, s", min=0.05, max=60.0),
     ParamSpec("trigger_timeout_s", 10.0, "timeout of one trigger call (exposure, readout, sim rendering), s",
               min=0.05, max=600.0),
-    ParamSpec("frame_timeout_s", 3.0, "after a trigger, every camera's image must arrive within this, s",
+    ParamSpec("frame_timeout_s", 3.0, "once one camera's image of a shot has arrived, the others must follow "
+              "within this (and never sooner than twice the slowest of the last 8 shots' deliveries), s",
               min=0.05, max=60.0),
+    ParamSpec("silent_timeout_s", 30.0, "while no camera has delivered anything of a shot, the cameras are slow "
+              "(a loaded machine), not stopped: wait up to this after the trigger, s", min=0.05, max=600.0),
     ParamSpec("max_retakes", 2, "shots whose images were lost are taken again, up to this many per burst", min=0,
               max=20),
     ParamSpec("service_wait_s", 10.0, "how long to wait for the trigger / move services and camera topics to "
@@ -128,6 +132,7 @@ class _Shot:
     stamp_ns: int
     focus_m: list[float]
     actuator: ActuatorState
+    triggered_at: float = 0.0  # monotonic s when the trigger answered
     frames: tuple[Any, ...] | None = None  # image0, info0, image1, info1, ...
 
 
@@ -150,6 +155,7 @@ class SequencerNode(Node):
         self._next_id = 1
         self._timing: dict[str, float] = {}
         self._retakes = 0
+        self._deliveries = DeliveryHistory()  # how long shots took to arrive (sizes the waits)
         self._sets = _Sets()
         self.sync = ApproximateTimeSynchronizer(2 * len(names), self.params["queue_size"], self.params["slop_s"])
         self.sync.register_callback(self._on_set)
@@ -196,10 +202,7 @@ class SequencerNode(Node):
 
     def _on_stage(self, msg: ActuatorState) -> None:
         self._stage = msg
-        try:
-            self._track.add(stamp_to_ns(msg.header.stamp) * 1e-9, np.asarray(msg.position_mm, np.float64))
-        except ImuModelError as exc:
-            self.get_logger().warning(f"ignoring actuators/state: {exc}", throttle_duration_sec=5.0)
+        add_actuator_state(self._track, msg, self.get_logger())
 
     # -- action ------------------------------------------------------------------------------
 
@@ -316,10 +319,11 @@ class SequencerNode(Node):
         self._feedback(gh, k, n_shots, "triggering", (k + 0.3) / n_shots)
         with self._timed("triggers"):
             stamp_ns, used = self._trigger(gh, k, [float(f) for f in focus[k]])
+        triggered_at = time.monotonic()
         if position is not None:
             position = self._position_at(stamp_ns, position)
         self._feedback(gh, k, n_shots, "collecting", (k + 0.6) / n_shots)
-        return _Shot(k, stamp_ns, used, self._actuator_state(position, stamp_ns))
+        return _Shot(k, stamp_ns, used, self._actuator_state(position, stamp_ns), triggered_at)
 
     def _position_at(self, stamp_ns: int, reported: list[float]) -> list[float]:
         """The stage position (mm) at the exposure stamp from the state stream, once a sample after
@@ -465,40 +469,56 @@ class SequencerNode(Node):
         return state
 
     def _collect(self, gh: ServerGoalHandle, shot: _Shot, later_shot: bool) -> None:
-        """Wait for the shot's synchronized set; ImagesLostError once a missing camera has delivered
-        a later image (for _LOSS_GRACE_S), or after frame_timeout_s."""
+        """Wait for the shot's synchronized set (how long: `shot_wait.ShotWait`); ImagesLostError
+        once a missing camera has delivered a later image (for _LOSS_GRACE_S), or at the deadline."""
         slop = self.sync.slop_ns
-        deadline = time.monotonic() + self.params["frame_timeout_s"]
+        wait = ShotWait(shot.triggered_at, self.params["frame_timeout_s"], self.params["silent_timeout_s"],
+                        self._deliveries.expected_max())
         overtaken_since: float | None = None
         with self._sets.cond:
             while True:
                 match = [s for s in self._sets.by_stamp if abs(s - shot.stamp_ns) < slop]
                 if match:
                     shot.frames = self._sets.by_stamp.pop(match[0])
+                    self._deliveries.add(time.monotonic() - shot.triggered_at)
                     return
                 if gh.is_cancel_requested:
                     raise BurstCancelError(f"waiting for the images of shot {shot.plan}")
                 now = time.monotonic()
                 lacking = self._lacking(shot)
+                if len(lacking) < self.sync.num_inputs or any(
+                        self._delivered_after(i, shot) for i in range(self.sync.num_inputs)):
+                    wait.saw_image(now)
                 if lacking and all(self._delivered_after(i, shot) for i in lacking):
                     overtaken_since = overtaken_since or now
                     if now - overtaken_since >= _LOSS_GRACE_S:
                         break
                 else:
                     overtaken_since = None
-                if now >= deadline:
+                if wait.slow_now(now):
+                    self.get_logger().warning(
+                        f"shot {shot.plan}: no image from any camera {now - shot.triggered_at:.1f} s after its "
+                        f"trigger: the cameras are slow (a loaded machine?); waiting up to "
+                        f"{wait.deadline() - shot.triggered_at:.0f} s")
+                if now >= wait.deadline():
                     break
-                self._sets.cond.wait(min(deadline - now, 0.05))
+                self._sets.cond.wait(min(wait.deadline() - now, 0.05))
             lacking = self._lacking(shot)
-            stopped = [self._input_name(i) for i in lacking if later_shot and not self._delivered_after(i, shot)]
-        names = [self._input_name(i) for i in lacking]
+            went_on = {self._input_name(i): self._delivered_after(i, shot) for i in range(self.sync.num_inputs)}
+        waited = time.monotonic() - shot.triggered_at
+        stopped = stopped_cameras([self._input_name(i) for i in lacking], went_on, later_shot)
         if stopped:
             raise ImagesLostError(
                 f"shot {shot.plan}: nothing from {', '.join(stopped)} since its trigger (stamp "
                 f"{shot.stamp_ns * 1e-9:.3f}) while the other cameras went on: camera stopped?", stopped)
+        if wait.first_image_at is None:
+            raise ImagesLostError(
+                f"shot {shot.plan}: no image from any camera within {waited:.1f} s of its trigger (stamp "
+                f"{shot.stamp_ns * 1e-9:.3f}): the cameras are too slow or not delivering", [])
+        names = [self._input_name(i) for i in lacking]
         raise ImagesLostError(
             f"shot {shot.plan}: images lost (stamp {shot.stamp_ns * 1e-9:.3f}; no {', '.join(names) or '?'} "
-            f"within {self.params['frame_timeout_s']:.1f} s or before a later one)", [])
+            f"within {waited:.1f} s of the trigger or before a later one)", [])
 
     def _lacking(self, shot: _Shot) -> list[int]:
         """Synchronizer inputs holding nothing at the shot's stamp."""

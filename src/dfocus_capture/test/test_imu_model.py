@@ -4,6 +4,7 @@ motion (hand tremor and actuator stage) the cameras see."""
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -141,3 +142,20 @@ def test_actuator_track_waits_for_the_state_past_a_stamp() -> None:
     finally:
         writer.join()
     np.testing.assert_allclose(track.position_at(1.0), [1e-3, 0.0, 0.0])
+
+
+def test_actuator_track_wait_ends_when_stopped() -> None:
+    """A shutdown must not sit out the whole wait for a stage node that has already stopped."""
+    track = ActuatorTrack()
+    stop = threading.Event()
+    stopper = threading.Timer(0.1, stop.set)
+    stopper.start()
+    start = time.monotonic()
+    try:
+        assert not track.wait_past(1.0, 60.0, stop)
+    finally:
+        stopper.join()
+    assert time.monotonic() - start < 30.0  # ended by the stop, not the 60 s timeout
+    stop.clear()
+    track.add(1.0, np.array([0.0, 0.0]))
+    assert track.wait_past(1.0, 0.0, stop)

@@ -109,3 +109,27 @@ def test_malformed_sequences_raise_typed_errors() -> None:
     msg.frames.pop()
     with pytest.raises(BurstError, match="expected 2 shots x 5 cameras"):
         burst_from_msg(msg)
+
+
+def test_actuator_state_feeds_the_track_and_a_bad_one_is_logged() -> None:
+    from dfocus_capture.imu_model import ActuatorTrack
+    from dfocus_capture.ros_convert import add_actuator_state, ns_to_stamp
+    from dfocus_interfaces.msg import ActuatorState
+
+    class Log:
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def warning(self, text: str, **_: object) -> None:
+            self.lines.append(text)
+
+    track, log = ActuatorTrack(), Log()
+    good = ActuatorState(position_mm=[0.5, -0.25])
+    good.header.stamp = ns_to_stamp(2_000_000_000)
+    add_actuator_state(track, good, log)  # type: ignore[arg-type]
+    bad = ActuatorState(position_mm=[float("nan"), 0.0])
+    bad.header.stamp = ns_to_stamp(3_000_000_000)
+    add_actuator_state(track, bad, log)  # type: ignore[arg-type]
+    assert track.latest_t == 2.0
+    np.testing.assert_allclose(track.position_at(2.0), [0.5e-3, -0.25e-3, 0.0])
+    assert len(log.lines) == 1 and log.lines[0].startswith("ignoring actuators/state: ")

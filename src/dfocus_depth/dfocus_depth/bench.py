@@ -60,6 +60,14 @@ def upscaled_burst(width: int, height: int, cameras: int) -> Burst:
     return burst_from_images(images, _array(width, height, cameras))
 
 
+def node_estimator(device: str, fast: bool = False) -> DepthEstimator:
+    """The depth node's defaults (DepthEstimator's own), or its fast setting: the parameters
+    edge_median false and refine off."""
+    if fast:
+        return DepthEstimator(device=device, edge_median=False, refine="off")
+    return DepthEstimator(device=device)
+
+
 def _median_seconds(fn: object, repeats: int) -> float:
     times = []
     for _ in range(repeats):
@@ -70,16 +78,16 @@ def _median_seconds(fn: object, repeats: int) -> float:
 
 
 def latency_rows(quick: bool, device: str) -> list[dict[str, object]]:
-    """The depth node's defaults (the budgeted configuration), and the same with the edge median."""
+    """The depth node's defaults (DepthEstimator's own: working width 320, edge median, refinement),
+    its fast setting, and the network as `dfocus depth` runs it."""
     burst = simulated_burst(640, 480, 5)
     repeats = 3 if quick else 10
     left, right = burst.reference.image, burst.frame(0, 2).image  # cam2: +30 mm along x
     base = _median_seconds(lambda: sgbm(left, right, 64), repeats)
     rows: list[dict[str, object]] = []
-    configs = (("node defaults", LATENCY_TARGET_MS, DepthEstimator(device=device, max_width=320, edge_median=False,
-                                                                     refine="off")),
-               ("with edge_median", "", DepthEstimator(device=device, max_width=320, refine="off")),
-               ("with refine", "", DepthEstimator(device=device, max_width=320, edge_median=False, refine="on")),
+    configs = (("node defaults (working width 320, edge median, refine)", LATENCY_TARGET_MS,
+                node_estimator(device)),
+               ("node fast setting (edge_median false, refine off)", "", node_estimator(device, fast=True)),
                ("as dfocus depth runs it (working width 768, edge median, refine)", "",
                 DepthEstimator(device=device, max_width=768)))
     for label, target, est in configs:
@@ -94,18 +102,17 @@ def latency_rows(quick: bool, device: str) -> list[dict[str, object]]:
     return rows
 
 
-def peak_memory_mb(width: int, height: int, cameras: int, device: str, refine: str = "off",
+def peak_memory_mb(width: int, height: int, cameras: int, device: str, fast: bool = False,
                    upscaled: bool = False) -> float:
     """Peak resident memory (MB) of a fresh process that estimates one depth map with the node's
-    defaults (and `refine`), from a simulated or an `upscaled_burst`."""
+    defaults (or its `fast` setting), from a simulated or an `upscaled_burst`."""
     make = "upscaled_burst" if upscaled else "simulated_burst"
     code = (
         "import json\n"
         "from dfocus_capture.bench_timing import peak_rss_mb\n"
-        f"from dfocus_depth.bench import {make}\n"
-        "from dfocus_depth.estimator import DepthEstimator\n"
+        f"from dfocus_depth.bench import node_estimator, {make}\n"
         f"b = {make}({width}, {height}, {cameras})\n"
-        f"DepthEstimator(device={device!r}, max_width=320, edge_median=False, refine={refine!r}).estimate(b)\n"
+        f"node_estimator({device!r}, {fast!r}).estimate(b)\n"
         "print(json.dumps(peak_rss_mb()))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=600)
@@ -125,17 +132,16 @@ def run_benchmarks(quick: bool) -> list[dict[str, object]]:
 
 
 def twelve_mp_rows() -> list[dict[str, object]]:
-    """5 views at 4000x3000: the node's defaults, with and without the refinement (which runs at
-    1280 px and upsamples its correction)."""
+    """5 views at 4000x3000: the node's defaults (the refinement runs at 1280 px and upsamples its
+    correction) and its fast setting."""
     burst = upscaled_burst(*TWELVE_MP, 5)
     rows: list[dict[str, object]] = []
-    for refine in ("off", "on"):
-        est = DepthEstimator(device="cpu", max_width=320, edge_median=False, refine=refine)
+    for label, fast in (("node defaults", False), ("node fast setting", True)):
+        est = node_estimator("cpu", fast)
         seconds = _median_seconds(lambda est=est: est.estimate(burst), 2)
-        label = "node defaults" if refine == "off" else "node defaults + refine"
         rows.append({"name": f"depth CNN 5 views 4000x3000 (12 MP), {label} (cpu)", "value": round(seconds, 2),
                      "unit": "s", "target": TWELVE_MP_TARGET_S, "ratio": None})
         rows.append({"name": f"depth CNN peak memory, 5 views 4000x3000, {label} (whole process, CPU)",
-                     "value": round(peak_memory_mb(*TWELVE_MP, 5, "cpu", refine, upscaled=True), 0), "unit": "MB",
+                     "value": round(peak_memory_mb(*TWELVE_MP, 5, "cpu", fast, upscaled=True), 0), "unit": "MB",
                      "target": TWELVE_MP_MEMORY_TARGET_MB, "ratio": None})
     return rows

@@ -69,14 +69,14 @@ PARAMS = [
     ParamSpec("fill_below_confidence", FILL_BELOW_CONFIDENCE, "depth below this confidence is replaced by the "
               "background of its reliable neighbours along the epipolar direction (0 = keep the network's guess)",
               min=0.0, max=1.0),
-    ParamSpec("edge_median", False, "edge-aware weighted median guided by the image (depth edges on image edges, "
-              "isolated mismatches dropped): about 40 ms more per map at 320x240, beyond the 300 ms budget"),
+    ParamSpec("edge_median", True, "edge-aware weighted median guided by the image (depth edges on image edges, "
+              "isolated mismatches dropped): about 20-40 ms per map at 320x240"),
     ParamSpec("census_refine", "auto", "census matching against the partner view at full resolution, in a band "
               "around the network's estimate (sub-pixel precision on real pairs): on, off, or auto (two-camera "
               "rigs only)", choices=CENSUS_REFINE_MODES),
-    ParamSpec("refine", "off", "photometric refinement against every view at the image resolution (sub-pixel "
-              "precision for small baselines and far surfaces; about 0.1 s more per map at 640x480, beyond the "
-              "300 ms budget): on or off", choices=REFINE_MODES),
+    ParamSpec("refine", "on", "photometric refinement against every view at the image resolution (sub-pixel "
+              "precision for small baselines and far surfaces; about 0.1 s per map at 640x480): on or off (the "
+              "fast setting, without the sub-pixel precision)", choices=REFINE_MODES),
     ParamSpec("max_frame_megapixels", 24.0, "sequences with a frame above this many megapixels are rejected on "
               "arrival, before any work (twice the 12 MP design resolution; one oversized burst must not hold the "
               "node for minutes and gigabytes)", min=0.001, max=1000.0),

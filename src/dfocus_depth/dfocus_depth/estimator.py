@@ -119,6 +119,9 @@ class DepthEstimator:
     on, Gauss-Newton steps on the photometric error of every source view then bring the map to
     sub-pixel precision at the images' resolution, up to REFINE_MAX_WIDTH
     (`multiview_refine.multiview_refine`; about 0.1 s at 640x480 with 4 sources).
+
+    The constructor's defaults are the depth node's (config/depth.yaml; a test keeps them equal), so
+    the benchmarks and the refocus evaluation score what the graph publishes.
     """
 
     def __init__(

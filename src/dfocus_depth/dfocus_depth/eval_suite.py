@@ -154,7 +154,7 @@ def with_sgbm_region(case: Case) -> Case:
 
 
 NETWORK = "dfocus CNN (all views, as `dfocus depth`)"
-NETWORK_NODE = "dfocus CNN (all views, the depth node's defaults: no edge median, no refinement, working width 320)"
+NETWORK_NODE = "dfocus CNN (all views, the depth node's defaults: working width 320, edge median, refinement)"
 SGBM_RAW = "OpenCV StereoSGBM"
 SGBM_FILLED = "OpenCV StereoSGBM, holes filled (scanline background)"
 
@@ -165,7 +165,7 @@ def test_split_methods(estimator: DepthEstimator) -> dict[str, Method]:
     classical = classical_methods()
     del classical["OpenCV StereoSGBM, holes filled, then the network's edge median"]
     return {NETWORK: network_method(estimator, False),
-            NETWORK_NODE: network_method(estimator, False, 320, edge_median=False, refine="off"), **classical}
+            NETWORK_NODE: network_method(estimator, False, 320, edge_median=True, refine="on"), **classical}
 
 
 def summary_rows(family_rows: dict[str, list[dict[str, object]]]) -> list[dict[str, object]]:

@@ -335,7 +335,7 @@ def default_methods(estimator: DepthEstimator, multi_view: bool, widths: tuple[i
         tag = f", working width {width}" if widths else ""
         if multi_view:
             methods[f"dfocus CNN (all views{tag})"] = network_method(estimator, False, width)
-            methods[f"dfocus CNN (all views, no edge median, no refinement: the depth node's defaults{tag})"] = (
+            methods[f"dfocus CNN (all views, no edge median, no refinement: the depth node's fast setting{tag})"] = (
                 network_method(estimator, False, width, edge_median=False, refine="off"))
             methods[f"dfocus CNN (all views, its default range instead of the scene's{tag})"] = network_method(
                 estimator, False, width, case_range=False)

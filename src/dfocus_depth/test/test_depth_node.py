@@ -186,3 +186,25 @@ def test_adapt_action_fine_tunes_reports_progress_and_refuses_bad_goals(
         assert proc.poll() is None
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{node_processes.output(proc)[-3000:]}") from None
+
+
+def test_node_defaults_are_the_estimators_and_the_shipped_config() -> None:
+    """The benchmarks and the refocus evaluation score DepthEstimator's defaults as 'the depth node':
+    the node's declared defaults and config/depth.yaml must be those same settings."""
+    import inspect
+
+    import yaml
+
+    from dfocus_capture.dds import find_config
+    from dfocus_depth.depth_node import PARAMS
+    from dfocus_depth.estimator import DepthEstimator
+
+    declared = {spec.name: spec.default for spec in PARAMS}
+    path = find_config("depth.yaml")
+    assert path is not None
+    shipped = yaml.safe_load(path.read_text())["/**/depth"]["ros__parameters"]
+    ctor = inspect.signature(DepthEstimator).parameters
+    for param, arg in (("max_width", "max_width"), ("cross_check", "cross_check"), ("edge_median", "edge_median"),
+                       ("census_refine", "census_refine"), ("refine", "refine"),
+                       ("fill_below_confidence", "fill_below"), ("max_views", "max_sources")):
+        assert declared[param] == ctor[arg].default == shipped[param], param

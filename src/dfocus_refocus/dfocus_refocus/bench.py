@@ -102,8 +102,9 @@ def _estimated_depth(burst: Any) -> np.ndarray | None:
         from dfocus_depth.estimator import DepthEstimator
         from dfocus_depth.geometry import DepthRange
 
-        # As the simulated graph runs the depth node: its defaults, sweeping from the scenes' near limit.
-        est = DepthEstimator(device="cpu", edge_median=False, refine="off")
+        # As the simulated graph runs the depth node: its defaults (DepthEstimator's own), sweeping
+        # from the scenes' near limit.
+        est = DepthEstimator(device="cpu")
         return est.estimate(burst, DepthRange(DEFAULT_NEAR_M, math.inf)).depth
     except (ImportError, RuntimeError, ValueError, OSError) as exc:
         sys.stderr.write(f"refocus bench: no CNN depth row ({exc})\n")

@@ -55,7 +55,7 @@ def photo_rows(scenes: int = 3, width: int = 640, f_numbers: Sequence[float] = F
     cal = project_array(width)
     ref = cal.reference
     photos = load_test_photographs()
-    estimator = DepthEstimator(device="cpu", edge_median=False, refine="off")  # the depth node's defaults
+    estimator = DepthEstimator(device="cpu")  # its defaults are the depth node's
     rows: list[PhotoRow] = []
     for k in range(scenes):
         seed = SEED_BASE + k

@@ -61,8 +61,9 @@ from dfocus_interfaces.srv import ExportModel
 PARAMS = [
     ParamSpec("device", "auto", "inference device: cpu, cuda or auto (cuda when present)",
               choices=("auto", "cpu", "cuda"), read_only=True),
-    ParamSpec("max_width", 320, "working width of the network (pixels); outputs are upsampled to the image size",
-              min=64, max=4096),
+    ParamSpec("max_width", 320, "working width of the network (pixels); outputs are upsampled to the image size. "
+              "Memory grows with its square and the views: 5 views at 1280x960 peaked at 1.5 GB at 640, 3.0 GB at "
+              "1024 and 4.2 GB at 1280, hence the ceiling", min=64, max=1024),
     ParamSpec("cross_check", "auto", "second pass with the widest-baseline camera as the reference, and a two-way "
               "consistency check (about 2x the time): on, off, or auto (two-camera rigs only)",
               choices=CROSS_CHECK_MODES),

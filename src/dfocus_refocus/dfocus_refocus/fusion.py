@@ -12,14 +12,18 @@ happens in linear light.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import cv2
 import numpy as np
 
-from dfocus_refocus.registration import Registration
+from dfocus_refocus.registration import WORKERS, Registration, frame_workers
 from dfocus_refocus.srgb import to_linear, to_srgb8
+
+_T = TypeVar("_T")
 
 # Blur radii (px) at which the spill of defocused foreground over the background is tracked.
 SPILL_RADII = (1, 2, 4, 8, 16, 32)
@@ -71,11 +75,15 @@ def expected_blur(reg: Registration, index: int) -> np.ndarray:
 
 
 def _block_max(a: np.ndarray, step: int) -> np.ndarray:
+    """Max over each full step x step block (partial blocks at the right and bottom dropped)."""
     h, w = a.shape
     hh, ww = h // step, w // step
     if hh == 0 or ww == 0:
         return np.asarray(a.max(keepdims=True).reshape(1, 1), dtype=np.float32)
-    return np.asarray(a[: hh * step, : ww * step].reshape(hh, step, ww, step).max(axis=(1, 3)), dtype=np.float32)
+    # A dilation anchored at the block's corner, sampled once per block: several times faster than
+    # numpy's reduction over a reshaped view, and the same values.
+    d = cv2.dilate(a, np.ones((step, step), np.uint8), anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)
+    return np.ascontiguousarray(d[: hh * step : step, : ww * step : step], dtype=np.float32)
 
 
 # Sum of squared taps of the 3x3 Laplacian below: its response to unit white noise has this variance.
@@ -99,24 +107,31 @@ def local_sharpness(image_rgb8: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def fusion_weights(
-    reg: Registration, params: FusionParams | None = None, progress: Callable[[float], None] | None = None
+    reg: Registration, params: FusionParams | None = None, progress: Callable[[float], None] | None = None,
+    workers: int = WORKERS,
 ) -> np.ndarray:
-    """Normalized per-frame weights, N x H x W float32 (sum 1 per pixel)."""
+    """Normalized per-frame weights, N x H x W float32 (sum 1 per pixel); `workers` frames are
+    measured at once (`registration.frame_workers`)."""
     params = params or FusionParams()
     n = len(reg.frames)
     if n == 0:
         raise FusionError("no registered frame to fuse")
     h, w = reg.shape
-    blur = np.empty((n, h, w), np.float32)
-    sharp = np.empty((n, h, w), np.float32)
     for k, f in enumerate(reg.frames):
         if f.image.shape[:2] != (h, w) or f.valid.shape != (h, w):
             raise FusionError(f"registered frame {k} is {f.image.shape[:2]}, reference is {(h, w)}")
+    blur = np.empty((n, h, w), np.float32)
+    sharp = np.empty((n, h, w), np.float32)
+
+    def measure(k: int) -> None:  # each call fills its own slices
+        f = reg.frames[k]
         eff = expected_blur(reg, k)
         if f.warped:
             eff = np.sqrt(eff * eff + np.float32(params.resample_px**2))
         blur[k] = np.where(f.valid, eff, np.inf)
         sharp[k] = np.where(f.valid, local_sharpness(f.image, params.sharpness_sigma), 0.0)
+
+    for k, _ in enumerate(_in_parallel(measure, range(n), frame_workers(workers, h * w))):
         if progress is not None:
             progress(0.8 * (k + 1) / n)
     best = blur.min(axis=0)
@@ -175,8 +190,8 @@ def photometric_gain(frame_linear: np.ndarray, ref_linear: np.ndarray, valid: np
     h, w = valid.shape
     scale = min(1.0, 64.0 / max(h, w))
     size = (max(4, round(w * scale)), max(4, round(h * scale)))
-    m = valid.astype(np.float32)[:, :, None]
-    small = [cv2.resize(a, size, interpolation=cv2.INTER_AREA) for a in (frame_linear * m, ref_linear * m)]
+    m = cv2.merge([valid.astype(np.float32)] * 3)  # cv2.multiply: 3x faster than numpy's broadcast
+    small = [cv2.resize(cv2.multiply(a, m), size, interpolation=cv2.INTER_AREA) for a in (frame_linear, ref_linear)]
     sigma = 0.08 * max(size)
     num, den = (cv2.GaussianBlur(a, (0, 0), sigma) for a in small)
     gain = np.clip(num / np.maximum(den, 1e-6), 0.5, 2.0)
@@ -185,24 +200,41 @@ def photometric_gain(frame_linear: np.ndarray, ref_linear: np.ndarray, valid: np
 
 
 def fuse_all_in_focus(
-    reg: Registration, params: FusionParams | None = None, progress: Callable[[float], None] | None = None
+    reg: Registration, params: FusionParams | None = None, progress: Callable[[float], None] | None = None,
+    workers: int = WORKERS,
 ) -> np.ndarray:
-    """The all-in-focus image in the reference view, float32 linear RGB HxWx3."""
+    """The all-in-focus image in the reference view, float32 linear RGB HxWx3 (the same whatever
+    `workers`)."""
     params = params or FusionParams()
-    weights = fusion_weights(reg, params, progress)
+    weights = fusion_weights(reg, params, progress, workers)
     out = np.zeros((*reg.shape, 3), np.float32)
     ref_linear = to_linear(reg.reference_frame.image)
-    for k, f in enumerate(reg.frames):
-        wk = weights[k]
+
+    def contribution(k: int) -> np.ndarray | None:
+        f, wk = reg.frames[k], weights[k]
         if wk.max() <= 0:
-            continue
+            return None
         linear = to_linear(f.image)
         if params.equalize and f.warped:
             linear /= photometric_gain(linear, ref_linear, f.valid)
-        out += linear * wk[:, :, None]
+        return np.asarray(cv2.multiply(linear, cv2.merge([wk] * 3), dst=linear))
+
+    # Summed in frame order, whatever the threads' order: the same image on every run.
+    for part in _in_parallel(contribution, range(len(reg.frames)), frame_workers(workers, out.shape[0] * out.shape[1])):
+        if part is not None:
+            out += part
     if progress is not None:
         progress(1.0)
     return out
+
+
+def _in_parallel(fn: Callable[[int], _T], items: Iterable[int], workers: int) -> Iterator[_T]:
+    """fn over items on `workers` threads (OpenCV and numpy release the GIL on whole images), the
+    results in order; at most `workers` of them are held ahead of the caller."""
+    todo = list(items)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fusion") as pool:
+        for start in range(0, len(todo), workers):
+            yield from pool.map(fn, todo[start:start + workers])
 
 
 def max_laplacian_pick(reg: Registration) -> np.ndarray:

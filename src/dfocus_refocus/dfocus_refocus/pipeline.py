@@ -19,7 +19,7 @@ from dfocus_capture.calibration import CameraModel
 from dfocus_refocus.bokeh import BokehParams, render_bokeh
 from dfocus_refocus.focal_plane import FocalPlaneError, SharpRange, resolve_focal_plane, signed_coc_px
 from dfocus_refocus.fusion import FusionParams, fuse_all_in_focus
-from dfocus_refocus.registration import Registration, register_burst
+from dfocus_refocus.registration import WORKERS, Registration, register_burst
 from dfocus_refocus.srgb import to_srgb8
 from dfocus_refocus.tone import ToneParams, apply_tone
 
@@ -151,16 +151,18 @@ def prepare_sequence(
     refine: str = "auto",
     fusion: FusionParams | None = None,
     progress: StageProgress | None = None,
+    workers: int = WORKERS,
 ) -> PreparedSequence:
-    """Register the burst into the reference view and fuse the all-in-focus image (the slow part)."""
+    """Register the burst into the reference view and fuse the all-in-focus image (the slow part),
+    `workers` frames at a time."""
 
     def stage(name: str) -> Callable[[float], None] | None:
         if progress is None:
             return None
         return lambda fraction: progress(name, fraction)
 
-    reg = register_burst(burst, depth, refine=refine, progress=stage("registering"))
-    aif = fuse_all_in_focus(reg, fusion or FusionParams(), progress=stage("fusing"))
+    reg = register_burst(burst, depth, refine=refine, progress=stage("registering"), workers=workers)
+    aif = fuse_all_in_focus(reg, fusion or FusionParams(), progress=stage("fusing"), workers=workers)
     raw = np.asarray(depth, dtype=np.float32)
     if raw.shape != reg.depth.shape:
         raw = np.asarray(cv2.resize(raw, reg.depth.shape[::-1], interpolation=cv2.INTER_NEAREST), np.float32)

@@ -11,13 +11,15 @@ still do not match the reference are rejected with a reason instead of being ble
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
-from dfocus_capture.burst import Burst
+from dfocus_capture.burst import Burst, BurstFrame
 from dfocus_capture.calibration import CameraModel
 
 # Relative depth slack of the z-test (depth noise, splat rounding).
@@ -34,6 +36,17 @@ MIN_GAIN = 0.005
 # Coarse-to-fine residual alignment: (working width px, low-pass sigma at that width, ECC iterations).
 REFINE_STAGES = ((160, 1.0, 60), (ALIGN_WIDTH, 0.8, 15))
 MIN_OVERLAP = 0.15
+# Frames registered at once: two overlap one frame's single-threaded numpy steps with another's;
+# above PARALLEL_MAX_PIXELS one at a time (each frame's temporaries reach ~1 GB at 12 MP).
+WORKERS = min(2, os.cpu_count() or 1)
+PARALLEL_MAX_PIXELS = 4_000_000
+
+
+def frame_workers(workers: int, pixels: int) -> int:
+    """Threads for per-frame work on images of `pixels` (one above PARALLEL_MAX_PIXELS)."""
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    return workers if pixels <= PARALLEL_MAX_PIXELS else 1
 
 Progress = Callable[[float], None]
 
@@ -158,13 +171,20 @@ def _zbuffer(u: np.ndarray, v: np.ndarray, z: np.ndarray, width: int, height: in
     return np.asarray(cv2.erode(buf.reshape(height, width), np.ones((3, 3), np.uint8)), dtype=np.float32)
 
 
-def warp_maps(
-    ref: CameraModel, depth: np.ndarray, src: CameraModel
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(map_x, map_y, visible, z_src): where each reference pixel lies in `src`, whether its point
-    is seen there (in front, inside, not occluded), and its depth along src's optical axis."""
+def reference_points(ref: CameraModel, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every reference pixel lifted to 3D with its depth (X, Y, Z in the reference optical frame);
+    computed once per burst, shared by every frame's warp."""
     xn, yn = _undistort_rays(ref)
-    Xr, Yr, Zr = xn * depth, yn * depth, depth
+    return xn * depth, yn * depth, depth
+
+
+def warp_maps(
+    points: tuple[np.ndarray, np.ndarray, np.ndarray], ref: CameraModel, src: CameraModel
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(map_x, map_y, visible, z_src): where each reference pixel (its `reference_points`) lies in
+    `src`, whether its point is seen there (in front, inside, not occluded), and its depth along
+    src's optical axis."""
+    Xr, Yr, Zr = points
     T = np.linalg.inv(src.T_ref_cam) @ ref.T_ref_cam  # reference optical frame -> source optical frame
     R, t = T[:3, :3].astype(np.float32), T[:3, 3].astype(np.float32)
     Xs = R[0, 0] * Xr + R[0, 1] * Yr + R[0, 2] * Zr + t[0]
@@ -238,11 +258,13 @@ def register_burst(
     *,
     refine: str = "auto",
     progress: Progress | None = None,
+    workers: int = WORKERS,
 ) -> Registration:
     """Every frame of `burst` in the reference view (reference camera, shot 0).
 
     refine: "auto" (residual alignment for hand-held bursts, or where the low-passed check is weak),
     "always" or "never". `progress(fraction)` is called after each frame (it may raise to stop).
+    `workers` frames are registered at once (`frame_workers`); the result does not depend on it.
     """
     if refine not in ("auto", "always", "never"):
         raise ValueError(f"refine must be auto, always or never, got {refine!r}")
@@ -259,25 +281,34 @@ def register_burst(
     ref_small = _gray_small(ref_img, scale, 1.5)
     if float(ref_small.std()) < 1.0:
         raise RegistrationError("the reference frame is blank (no structure to register against)")
-    frames: list[RegisteredFrame] = []
-    rejected: list[RejectedFrame] = []
-    total = len(burst.frames)
-    for i, f in enumerate(burst.frames):
+    points = reference_points(ref, z)
+
+    def register(f: BurstFrame) -> RegisteredFrame | RejectedFrame:
         if f is ref_frame:
-            frames.append(RegisteredFrame(
-                f.shot_index, f.camera_index, f.camera, ref_img, np.ones((h, w), bool), 1.0, warped=False
-            ))
-        else:
-            result = _register_frame(
-                f.camera, _as_rgb8(f.image), ref, z, (ref_img, ref_small), scale, refine, burst.hand_held
-            )
-            if isinstance(result, str):
-                rejected.append(RejectedFrame(f.shot_index, f.camera_index, f.camera.name, result))
-            else:
-                image, valid, ncc, refined = result
-                frames.append(RegisteredFrame(f.shot_index, f.camera_index, f.camera, image, valid, ncc, refined))
-        if progress is not None:
-            progress((i + 1) / total)
+            return RegisteredFrame(f.shot_index, f.camera_index, f.camera, ref_img, np.ones((h, w), bool), 1.0,
+                                   warped=False)
+        result = _register_frame(f.camera, _as_rgb8(f.image), ref, points, (ref_img, ref_small), scale, refine,
+                                 burst.hand_held)
+        if isinstance(result, str):
+            return RejectedFrame(f.shot_index, f.camera_index, f.camera.name, result)
+        image, valid, ncc, refined = result
+        return RegisteredFrame(f.shot_index, f.camera_index, f.camera, image, valid, ncc, refined)
+
+    # Frames are independent, and OpenCV and numpy release the GIL on whole images.
+    done: list[RegisteredFrame | RejectedFrame] = []
+    with ThreadPoolExecutor(max_workers=frame_workers(workers, h * w), thread_name_prefix="register") as pool:
+        futures = [pool.submit(register, f) for f in burst.frames]
+        try:
+            for i, fut in enumerate(futures):
+                done.append(fut.result())
+                if progress is not None:
+                    progress((i + 1) / len(futures))
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+    frames = [r for r in done if isinstance(r, RegisteredFrame)]
+    rejected = [r for r in done if isinstance(r, RejectedFrame)]
     return Registration(reference=ref, depth=z, frames=frames, rejected=rejected)
 
 
@@ -295,18 +326,19 @@ def _register_frame(
     cam: CameraModel,
     image: np.ndarray,
     ref: CameraModel,
-    z: np.ndarray,
+    points: tuple[np.ndarray, np.ndarray, np.ndarray],
     reference: tuple[np.ndarray, np.ndarray],
     scale: float,
     refine: str,
     hand_held: bool,
 ) -> tuple[np.ndarray, np.ndarray, float, bool] | str:
     """The registered image, validity, NCC and whether it was refined; or the rejection reason.
-    `reference` is the reference image and its low-passed working-resolution gray."""
+    `points` are the reference pixels in 3D (`reference_points`); `reference` is the reference
+    image and its low-passed working-resolution gray."""
     ref_img, ref_small = reference
-    if float(image.std()) < 1.0:
+    if float(image[::4, ::4].std()) < 1.0:  # every 16th pixel tells a blank frame as well as all
         return "blank image (no structure)"
-    mx, my, visible, _ = warp_maps(ref, z, cam)
+    mx, my, visible, _ = warp_maps(points, ref, cam)
     overlap = float(visible.mean())
     if overlap < MIN_OVERLAP:
         return f"only {overlap:.0%} of the reference view is visible in this frame"

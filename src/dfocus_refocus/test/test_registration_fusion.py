@@ -86,3 +86,24 @@ def test_depth_holes_are_filled_and_empty_depth_refused(pinhole_case):
     blank = [replace(f, image=np.zeros_like(f.image)) if f.camera_index == 0 else f for f in pinhole_case.burst.frames]
     with pytest.raises(RegistrationError, match="blank"):
         register_burst(Burst(1, "cam0", 1, 5, blank), pinhole_case.depth)
+
+
+def test_frames_registered_and_fused_at_once_give_what_one_at_a_time_gives(pinhole_case):
+    """Registration and fusion run frames on threads: the result must not depend on it (same
+    frames in the burst's order, the same pixels), and a progress callback that raises stops it."""
+    c = pinhole_case
+    together = prepare_sequence(c.burst, c.depth, workers=3)
+    alone = prepare_sequence(c.burst, c.depth, workers=1)
+    assert [(f.shot_index, f.camera_index) for f in together.registration.frames] == \
+        [(f.shot_index, f.camera_index) for f in alone.registration.frames] == \
+        [(f.shot_index, f.camera_index) for f in c.burst.frames]
+    np.testing.assert_array_equal(together.all_in_focus, alone.all_in_focus)
+
+    class StopError(Exception):
+        pass
+
+    def stop_after_two(fraction: float) -> None:
+        if fraction >= 2 / len(c.burst.frames):
+            raise StopError
+    with pytest.raises(StopError):
+        register_burst(c.burst, c.depth, progress=stop_after_two)

@@ -22,6 +22,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from dfocus_capture import qos
+from dfocus_capture.allocator import release_freed_memory
 from dfocus_capture.burst import Burst, BurstError
 from dfocus_capture.calibration import CalibrationError
 from dfocus_capture.frames import optical_frame
@@ -138,6 +139,10 @@ class RefocusNode(Node):
         except (RegistrationError, FusionError, ValueError) as exc:
             self.get_logger().error(f"sequence {burst.sequence_id}: cannot prepare: {exc}")
             raise
+        finally:
+            # The preparation's per-frame stacks (about a gigabyte at 1280x960) are free now; the
+            # allocator would keep them for the renders, which need far less (allocator.py).
+            release_freed_memory()
         reg = prepared.registration
         self.get_logger().info(
             f"sequence {burst.sequence_id} prepared in {time.monotonic() - start:.2f} s: {reg.summary()}"

@@ -86,6 +86,8 @@ PARAMS = [
     ParamSpec("fail_after", 0, "sim fault injection: ... after this many triggers", min=0, max=1_000_000),
     ParamSpec("drop_rate", 0.0, "fault injection: share of images never delivered, each independently (a camera "
               "or link losing frames; their camera_info still goes out)", min=0.0, max=1.0),
+    ParamSpec("delivery_delay_s", 0.0, "fault injection: each exposure's images go out this long after it, s (a slow "
+              "link, or a loaded machine developing slowly; later exposures queue behind)", min=0.0, max=120.0),
     ParamSpec("folder", "", "folder: burst folder (images + calibration)", read_only=True),
     ParamSpec("devices", "", "v4l2: comma-separated devices, one per camera (e.g. /dev/video0,/dev/video2)",
               read_only=True),
@@ -223,6 +225,9 @@ class CameraArrayNode(Node):
 
     def _deliver_loop(self) -> None:
         while (exposure := self._developing.get()) is not None:
+            delay = float(self.params["delivery_delay_s"])
+            if delay > 0 and self._stop.wait(delay):
+                return
             try:
                 images = exposure.images()
             except Exception as exc:  # noqa: BLE001 - one failed render must not stop later deliveries

@@ -12,18 +12,14 @@ happens in linear light.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 import cv2
 import numpy as np
 
-from dfocus_refocus.registration import WORKERS, Registration, frame_workers
+from dfocus_refocus.registration import WORKERS, Registration, frame_workers, in_order
 from dfocus_refocus.srgb import to_linear, to_srgb8
-
-_T = TypeVar("_T")
 
 # Blur radii (px) at which the spill of defocused foreground over the background is tracked.
 SPILL_RADII = (1, 2, 4, 8, 16, 32)
@@ -131,7 +127,7 @@ def fusion_weights(
         blur[k] = np.where(f.valid, eff, np.inf)
         sharp[k] = np.where(f.valid, local_sharpness(f.image, params.sharpness_sigma), 0.0)
 
-    for k, _ in enumerate(_in_parallel(measure, range(n), frame_workers(workers, h * w))):
+    for k, _ in enumerate(in_order(measure, range(n), frame_workers(workers, h * w))):
         if progress is not None:
             progress(0.8 * (k + 1) / n)
     best = blur.min(axis=0)
@@ -220,21 +216,12 @@ def fuse_all_in_focus(
         return np.asarray(cv2.multiply(linear, cv2.merge([wk] * 3), dst=linear))
 
     # Summed in frame order, whatever the threads' order: the same image on every run.
-    for part in _in_parallel(contribution, range(len(reg.frames)), frame_workers(workers, out.shape[0] * out.shape[1])):
+    for part in in_order(contribution, range(len(reg.frames)), frame_workers(workers, out.shape[0] * out.shape[1])):
         if part is not None:
             out += part
     if progress is not None:
         progress(1.0)
     return out
-
-
-def _in_parallel(fn: Callable[[int], _T], items: Iterable[int], workers: int) -> Iterator[_T]:
-    """fn over items on `workers` threads (OpenCV and numpy release the GIL on whole images), the
-    results in order; at most `workers` of them are held ahead of the caller."""
-    todo = list(items)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fusion") as pool:
-        for start in range(0, len(todo), workers):
-            yield from pool.map(fn, todo[start:start + workers])
 
 
 def max_laplacian_pick(reg: Registration) -> np.ndarray:

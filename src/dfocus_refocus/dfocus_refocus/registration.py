@@ -12,9 +12,10 @@ still do not match the reference are rejected with a reason instead of being ble
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -49,6 +50,17 @@ def frame_workers(workers: int, pixels: int) -> int:
     return workers if pixels <= PARALLEL_MAX_PIXELS else 1
 
 Progress = Callable[[float], None]
+_T = TypeVar("_T")
+_Item = TypeVar("_Item")
+
+
+def in_order(fn: Callable[[_Item], _T], items: Sequence[_Item], workers: int) -> Iterator[_T]:
+    """fn over items on `workers` threads (frames are independent, and OpenCV and numpy release
+    the GIL on whole images), the results in the items' order; at most `workers` are computed ahead
+    of the caller, and stopping the iteration stops the work after the running ones."""
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="frames") as pool:
+        for start in range(0, len(items), workers):
+            yield from pool.map(fn, items[start:start + workers])
 
 
 class RegistrationError(RuntimeError):
@@ -294,19 +306,11 @@ def register_burst(
         image, valid, ncc, refined = result
         return RegisteredFrame(f.shot_index, f.camera_index, f.camera, image, valid, ncc, refined)
 
-    # Frames are independent, and OpenCV and numpy release the GIL on whole images.
     done: list[RegisteredFrame | RejectedFrame] = []
-    with ThreadPoolExecutor(max_workers=frame_workers(workers, h * w), thread_name_prefix="register") as pool:
-        futures = [pool.submit(register, f) for f in burst.frames]
-        try:
-            for i, fut in enumerate(futures):
-                done.append(fut.result())
-                if progress is not None:
-                    progress((i + 1) / len(futures))
-        except BaseException:
-            for fut in futures:
-                fut.cancel()
-            raise
+    for i, result in enumerate(in_order(register, burst.frames, frame_workers(workers, h * w))):
+        done.append(result)
+        if progress is not None:
+            progress((i + 1) / len(burst.frames))
     frames = [r for r in done if isinstance(r, RegisteredFrame)]
     rejected = [r for r in done if isinstance(r, RejectedFrame)]
     return Registration(reference=ref, depth=z, frames=frames, rejected=rejected)

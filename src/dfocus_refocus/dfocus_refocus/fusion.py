@@ -131,23 +131,33 @@ def fusion_weights(
         if progress is not None:
             progress(0.8 * (k + 1) / n)
     best = blur.min(axis=0)
-    excess = (blur - best[None]) / np.float32(params.share_px)
+    sharpest = sharp.max(axis=0)
     floor = np.float32(_LAPLACIAN_NOISE_GAIN * max(noise_sigma(reg.reference_frame.image), 0.5) ** 2)
-    structure = _structure(sharp.max(axis=0), floor, params.flat_radius_px)
-    # Where nothing but noise lies within reach, blur changes nothing: let frames that cannot spill
-    # from farther away share the pixel, which averages the noise down.
-    excess *= np.where(blur <= 2 * params.flat_radius_px, structure[None], 1.0)
-    # Capped: a frame never becomes negligible for its blur alone, so a frame that disagrees with
-    # the reference (consistency below) cannot outweigh it just by being predicted sharper.
-    np.minimum(excess, np.float32(params.max_excess), out=excess)
-    weights = np.exp(-0.5 * excess * excess)
-    if params.sharpness_gamma > 0:
-        # Relative measured sharpness; the noise floor keeps flat areas from ranking by noise.
-        rel = (sharp + floor) / (sharp.max(axis=0)[None] + floor)
-        weights *= rel ** np.float32(params.sharpness_gamma)
-    if params.consistency > 0:
-        weights *= _consistency(reg, params)
-    weights = np.where(np.isfinite(blur), weights, 0.0).astype(np.float32)
+    structure = _structure(sharpest, floor, params.flat_radius_px)
+    ref_low = _low(reg.reference_frame.image, params) if params.consistency > 0 else None
+    weights = np.empty_like(blur)
+
+    def weigh(k: int) -> None:
+        """Frame k's weight from its blur and sharpness: per frame rather than on whole stacks,
+        so that the peak holds three stacks instead of eight (the same values either way)."""
+        excess = (blur[k] - best) / np.float32(params.share_px)
+        # Where nothing but noise lies within reach, blur changes nothing: let frames that cannot
+        # spill from farther away share the pixel, which averages the noise down.
+        excess *= np.where(blur[k] <= 2 * params.flat_radius_px, structure, 1.0)
+        # Capped: a frame never becomes negligible for its blur alone, so a frame that disagrees
+        # with the reference (consistency below) cannot outweigh it just by being predicted sharper.
+        np.minimum(excess, np.float32(params.max_excess), out=excess)
+        wk = np.exp(-0.5 * excess * excess)
+        if params.sharpness_gamma > 0:
+            # Relative measured sharpness; the noise floor keeps flat areas from ranking by noise.
+            rel = (sharp[k] + floor) / (sharpest + floor)
+            wk *= rel ** np.float32(params.sharpness_gamma)
+        if ref_low is not None:
+            wk *= _consistency(reg.frames[k].image, ref_low, params)
+        weights[k] = np.where(np.isfinite(blur[k]), wk, 0.0)
+
+    for _ in in_order(weigh, range(n), frame_workers(workers, h * w)):
+        pass
     total = weights.sum(axis=0)
     ref_k = reg.frames.index(reg.reference_frame)
     weights[ref_k] += np.where(total <= 1e-12, 1.0, 0.0).astype(np.float32)
@@ -157,20 +167,17 @@ def fusion_weights(
     return weights
 
 
-def _consistency(reg: Registration, params: FusionParams) -> np.ndarray:
-    """Per-frame factor that fades frames whose low-passed luminance disagrees with the reference:
-    view-dependent light (reflections, highlights) and residual misregistration are taken from the
-    reference view rather than blended in as ghosts."""
-    def low(image: np.ndarray) -> np.ndarray:
-        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
-        return np.asarray(cv2.GaussianBlur(gray, (0, 0), params.consistency_sigma_px), dtype=np.float32)
+def _low(image: np.ndarray, params: FusionParams) -> np.ndarray:
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return np.asarray(cv2.GaussianBlur(gray, (0, 0), params.consistency_sigma_px), dtype=np.float32)
 
-    ref = low(reg.reference_frame.image)
-    out = np.empty((len(reg.frames), *ref.shape), np.float32)
-    for k, f in enumerate(reg.frames):
-        rel = (low(f.image) - ref) / (ref + 8.0) / np.float32(params.consistency)
-        out[k] = np.exp(-0.5 * rel * rel)
-    return out
+
+def _consistency(image: np.ndarray, ref_low: np.ndarray, params: FusionParams) -> np.ndarray:
+    """Factor that fades a frame where its low-passed luminance disagrees with the reference's
+    (`ref_low`): view-dependent light (reflections, highlights) and residual misregistration are
+    taken from the reference view rather than blended in as ghosts."""
+    rel = (_low(image, params) - ref_low) / (ref_low + 8.0) / np.float32(params.consistency)
+    return np.asarray(np.exp(-0.5 * rel * rel), dtype=np.float32)
 
 
 def _structure(energy: np.ndarray, floor: np.float32, radius: int) -> np.ndarray:

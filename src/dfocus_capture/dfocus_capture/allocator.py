@@ -7,7 +7,7 @@ the kernel again: measured here, a 12 MP refocus took 1.1 s of CPU in numpy and 
 raised, freed blocks stay in the heap for the next render (1.1 s each after the first) and the
 process keeps its peak resident size, which the benchmarks bound, rather than returning to it.
 After a step that is done once per burst and holds far more than the renders that follow (the
-refocus node's preparation: a gigabyte of per-frame stacks at 1280x960), `release_freed_memory`
+refocus node's preparation: half a gigabyte of per-frame stacks at 1280x960), `release_freed_memory`
 hands the free memory back, so the process's size between bursts is what it holds, not its peak.
 Other C libraries (musl) and other systems: a no-op.
 """

@@ -486,8 +486,8 @@ class SequencerNode(Node):
                     raise BurstCancelError(f"waiting for the images of shot {shot.plan}")
                 now = time.monotonic()
                 lacking = self._lacking(shot)
-                if len(lacking) < self.sync.num_inputs or any(
-                        self._delivered_after(i, shot) for i in range(self.sync.num_inputs)):
+                if wait.first_image_at is None and (len(lacking) < self.sync.num_inputs or any(
+                        self._delivered_after(i, shot) for i in range(self.sync.num_inputs))):
                     wait.saw_image(now)
                 if lacking and all(self._delivered_after(i, shot) for i in lacking):
                     overtaken_since = overtaken_since or now

@@ -140,8 +140,8 @@ class RefocusNode(Node):
             self.get_logger().error(f"sequence {burst.sequence_id}: cannot prepare: {exc}")
             raise
         finally:
-            # The preparation's per-frame stacks (about a gigabyte at 1280x960) are free now; the
-            # allocator would keep them for the renders, which need far less (allocator.py).
+            # The preparation's per-frame stacks (about half a gigabyte at 1280x960) are free now;
+            # the allocator would keep them for the renders, which need far less (allocator.py).
             release_freed_memory()
         reg = prepared.registration
         self.get_logger().info(
